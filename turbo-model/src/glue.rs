@@ -1,0 +1,98 @@
+//! The `ActiveModelBehavior` glue that `#[derive(ModelStream)]` and
+//! `#[turbo_model::active_model_behavior]` install: SeaORM's lifecycle hooks call these.
+//!
+//! SeaORM runs `after_save` and `after_delete` inside the caller's transaction (if any),
+//! after the statement succeeded. The glue does nothing at all for an entity that no hook
+//! watches.
+
+use sea_orm::{
+    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    IntoActiveModel, Iterable, PrimaryKeyToColumn, QueryFilter, TryIntoModel,
+};
+
+use crate::hooks::{self, Saved};
+
+type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
+
+/// After an insert or update: runs the entity's `on_save` hooks.
+///
+/// # Errors
+///
+/// Only with [`HookErrors::Propagate`](crate::HookErrors::Propagate): the hook's error as
+/// `DbErr::Custom`.
+pub async fn after_save<E, C>(model: E::Model, _db: &C, insert: bool) -> Result<E::Model, DbErr>
+where
+    E: EntityTrait,
+    C: ConnectionTrait,
+{
+    if hooks::has_hooks::<E>() {
+        hooks::saved(&model, Saved { created: insert }).map_err(to_db_err)?;
+    }
+    Ok(model)
+}
+
+/// Before a delete: when the `ActiveModel` holds only the key (e.g. built with just
+/// `id: Set(7)`), loads the row so that `on_delete` hooks get the deleted row's data.
+/// Costs one `SELECT`, and only then.
+///
+/// # Errors
+///
+/// The database error of that `SELECT`.
+pub async fn before_delete<A, C>(active: A, db: &C) -> Result<A, DbErr>
+where
+    A: ActiveModelTrait + TryIntoModel<ModelOf<A>>,
+    ModelOf<A>: IntoActiveModel<A>,
+    C: ConnectionTrait,
+{
+    if !hooks::has_hooks::<A::Entity>() || active.clone().try_into_model().is_ok() {
+        return Ok(active);
+    }
+    let mut query = A::Entity::find();
+    for key in <A::Entity as EntityTrait>::PrimaryKey::iter() {
+        let column = key.into_column();
+        match active.get(column) {
+            ActiveValue::Set(value) | ActiveValue::Unchanged(value) => {
+                query = query.filter(column.eq(value));
+            }
+            ActiveValue::NotSet => return Ok(active),
+        }
+    }
+    Ok(match query.one(db).await? {
+        Some(row) => row.into_active_model(),
+        None => active,
+    })
+}
+
+/// After a delete: runs the entity's `on_delete` hooks with the deleted row.
+///
+/// # Errors
+///
+/// As [`after_save`].
+pub async fn after_delete<A, C>(active: A, _db: &C) -> Result<A, DbErr>
+where
+    A: ActiveModelTrait + TryIntoModel<ModelOf<A>>,
+    C: ConnectionTrait,
+{
+    if !hooks::has_hooks::<A::Entity>() {
+        return Ok(active);
+    }
+    match active.clone().try_into_model() {
+        Ok(model) => hooks::deleted(&model).map_err(to_db_err)?,
+        Err(error) => tracing::warn!(
+            entity = std::any::type_name::<A::Entity>(),
+            %error,
+            "deleted row's data is not available (no such row?); on_delete hooks skipped"
+        ),
+    }
+    Ok(active)
+}
+
+fn to_db_err(error: crate::Error) -> DbErr {
+    DbErr::Custom(error.to_string())
+}
+
+/// Pins an async block's output type, so that `?` inside a user's hook body wrapped by
+/// `#[turbo_model::active_model_behavior]` infers as it did in the original function.
+pub fn typed<T, F: Future<Output = T>>(future: F) -> F {
+    future
+}

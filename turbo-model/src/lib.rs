@@ -1,0 +1,239 @@
+//! # turbo-model
+//!
+//! Live pages for [SeaORM] applications, the way turbo-rails and turbo-django do it:
+//! when a row is saved or deleted, a hook renders a [Tera] template and pushes a
+//! [Turbo Stream] action to every browser subscribed to the row's stream or its parent's.
+//! The application writes a derive, a hook and one template tag; no JavaScript.
+//!
+//! ```text
+//! ActiveModel insert/update/save/delete      (SeaORM)
+//!   → ActiveModelBehavior glue               (#[derive(ModelStream)])
+//!   → your hooks for that entity             (ModelStream, register!)
+//!   → Broadcast: stream + action + target + content, rendered once
+//!   → Backend → Hub: sequence number, one shared frame for all subscribers
+//!   → each connection's bounded queue → WebSocket (axum)
+//!   → <turbo-model-stream-source> → Turbo.connectStreamSource → DOM
+//! ```
+//!
+//! ## A complete example
+//!
+//! A chat message appears in every open window of its room. The entity derives
+//! [`ModelStream`](derive@ModelStream) and names its parent stream on the foreign key:
+//!
+//! ```
+//! mod message {
+//!     use sea_orm::entity::prelude::*;
+//!
+//!     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize)]
+//!     #[sea_orm(table_name = "message")]
+//!     pub struct Model {
+//!         #[sea_orm(primary_key)]
+//!         pub id: i32,
+//!         #[stream(parent = super::room::Entity)] // room's stream, without a query
+//!         pub room_id: i32,
+//!         pub text: String,
+//!     }
+//!
+//!     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+//!     pub enum Relation {}
+//! }
+//! # mod room {
+//! #     use sea_orm::entity::prelude::*;
+//! #     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize)]
+//! #     #[sea_orm(table_name = "room")]
+//! #     pub struct Model { #[sea_orm(primary_key)] pub id: i32, pub name: String }
+//! #     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+//! #     pub enum Relation {}
+//! # }
+//!
+//! // The hook: runs after every ActiveModel insert/update/save/delete of a message.
+//! use turbo_model::{ModelStream, Saved, context};
+//!
+//! struct MessageStream;
+//!
+//! impl ModelStream for MessageStream {
+//!     type Entity = message::Entity;
+//!
+//!     fn on_save(&self, message: &message::Model, saved: Saved) -> turbo_model::Result<()> {
+//!         if saved.created {
+//!             message
+//!                 .parent_stream()
+//!                 .append("chat/components/message.html", context! { message })
+//!                 .target("messages")
+//!                 .send()?;
+//!         }
+//!         Ok(())
+//!     }
+//!
+//!     fn on_delete(&self, message: &message::Model) -> turbo_model::Result<()> {
+//!         message
+//!             .parent_stream()
+//!             .remove()
+//!             .target(format!("message-{}", message.id))
+//!             .send()
+//!     }
+//! }
+//!
+//! turbo_model::register!(MessageStream);
+//!
+//! let m = message::Model { id: 3, room_id: 1, text: "hi".into() };
+//! assert_eq!(m.stream().name(), "message:3");
+//! assert_eq!(m.parent_stream().name(), "room:1");
+//! assert_eq!(message::Entity::stream_of(3).name(), "message:3");
+//! ```
+//!
+//! The room page subscribes with one tag (`{% turbo_subscribe room %}` works too):
+//!
+//! ```html
+//! <% turbo_subscribe room %>
+//! <ul id="messages">{% for message in messages %}{% include "chat/components/message.html" %}{% endfor %}</ul>
+//! ```
+//!
+//! At start-up, build and install the [`Turbo`] and merge its router (the WebSocket
+//! endpoint and the client script) into the application's:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let turbo = turbo_model::Turbo::builder()
+//!     .templates(concat!(env!("CARGO_MANIFEST_DIR"), "/templates"))
+//!     .install()?;
+//! let app: axum::Router = axum::Router::new().merge(turbo.router());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The page must load Turbo 8 (`@hotwired/turbo` from npm, served by the app).
+//!
+//! ## Streams outside the ORM
+//!
+//! A domain-event handler or a background job addresses a stream by name with
+//! [`stream`]; the page subscribes with `<% turbo_subscribe "orders:42" %>`.
+//!
+//! ```no_run
+//! use turbo_model::{context, stream};
+//! # fn f() -> turbo_model::Result<()> {
+//! stream("orders:42")
+//!     .replace("orders/status.html", context! { status => "shipped" })
+//!     .target("order-42-status")
+//!     .send()?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Actions
+//!
+//! All eight Turbo 8 actions: [`append`](Stream::append), [`prepend`](Stream::prepend),
+//! [`replace`](Stream::replace), [`update`](Stream::update), [`remove`](Stream::remove),
+//! [`before`](Stream::before), [`after`](Stream::after) and [`refresh`](Stream::refresh)
+//! (with [`morph`](Broadcast::morph) and [`preserve_scroll`](Broadcast::preserve_scroll)),
+//! addressed by [`target`](Broadcast::target) (an id) or [`targets`](Broadcast::targets)
+//! (a CSS selector). Content is a template, a Tera component, or literal HTML
+//! ([`Content`]).
+//!
+//! ## Hooks
+//!
+//! See [`ModelStream`] for the trait and [`hooks`](mod@hooks) for when hooks run (not for
+//! SeaORM's bulk operations), their order, and what a failing hook does (it is logged;
+//! the database write is kept).
+//!
+//! ## The derive
+//!
+//! `#[derive(ModelStream)]` goes on the `Model` of a SeaORM entity (also one declared with
+//! `#[sea_orm::model]`). It gives:
+//!
+//! - `model.stream()` and `Entity::stream_of(key)`: the row's own stream, `table:key`;
+//! - `model.parent_stream()` for the field marked `#[stream(parent = path::Entity)]`
+//!   (an `Option` when the field is an `Option`);
+//! - the `ActiveModelBehavior` impl that runs the hooks. If the entity has its own impl,
+//!   write `#[stream(custom_behavior)]` on the struct and put
+//!   `#[turbo_model::active_model_behavior]` on that impl;
+//! - `#[stream(prefix = "rooms")]` on the struct changes the stream prefix from the
+//!   table name.
+//!
+//! ## Signed stream names
+//!
+//! The tag renders stream names signed with HMAC-SHA256 ([`Signer`]); the server refuses
+//! any subscription whose token it did not sign. Set `TURBO_MODEL_SECRET` (32 bytes or
+//! more) in production; without it a random key is used and logged.
+//!
+//! ## Delivery
+//!
+//! See [`hub`](mod@hub) for ordering, cost (one render and one serialization per
+//! broadcast, whatever the number of subscribers) and slow consumers, and [`web`] for the
+//! endpoint, its limits and its memory per connection.
+//!
+//! [SeaORM]: https://www.sea-ql.org/SeaORM/
+//! [Tera]: https://keats.github.io/tera/
+//! [Turbo Stream]: https://turbo.hotwired.dev/handbook/streams
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod action;
+mod backend;
+mod error;
+mod glue;
+pub mod hooks;
+pub mod hub;
+mod metrics;
+mod model;
+mod signing;
+mod stream;
+mod templates;
+mod turbo;
+pub mod web;
+
+pub use action::{Action, Broadcast, Content, Method, Target};
+pub use backend::{Backend, InProcess};
+pub use error::{Error, Result};
+pub use hooks::{HookErrors, ModelStream, Saved, deleted, saved};
+pub use hub::Hub;
+pub use metrics::MetricsSnapshot;
+pub use model::{StreamEntity, StreamModel};
+pub use signing::{MAX_TOKEN_LEN, MIN_SECRET_LEN, Signer, TokenError};
+pub use stream::{MAX_STREAM_NAME_LEN, Stream, StreamName, row_stream_name, stream};
+pub use tera::{Context, context};
+pub use turbo::{
+    Builder, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_PATH, DEFAULT_QUEUE_CAPACITY, SECRET_ENV, Turbo,
+};
+pub use turbo_model_derive::{ModelStream, active_model_behavior};
+
+/// Registers a hook (a value of a type implementing [`ModelStream`]) for its entity.
+///
+/// Write it once, at module level, next to the hook. Hooks of one entity run in the
+/// order of their names (`module::Type`).
+///
+/// ```ignore
+/// struct MessageStream;
+/// impl turbo_model::ModelStream for MessageStream { /* ... */ }
+/// turbo_model::register!(MessageStream);
+/// ```
+///
+/// Registration uses [`inventory`](https://docs.rs/inventory): the linker drops a
+/// registration in a library crate that the final binary never otherwise refers to.
+/// Keep hooks in the application crate, or refer to the hook's module from it.
+#[macro_export]
+macro_rules! register {
+    ($hook:expr $(,)?) => {
+        $crate::__private::inventory::submit! {
+            $crate::__private::HookRegistration::new(
+                &$hook,
+                ::core::concat!(::core::module_path!(), "::", ::core::stringify!($hook)),
+            )
+        }
+    };
+}
+
+/// What the macros expand to. Not public API: no stability promise.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::glue::{after_delete, after_save, before_delete, typed};
+    pub use crate::hooks::HookRegistration;
+    pub use crate::model::EntityInfo;
+    pub use inventory;
+    pub use sea_orm;
+
+    /// The stream of one row, from its prefix and key values.
+    pub fn row_stream(prefix: &str, keys: &[&dyn core::fmt::Display]) -> crate::Stream {
+        crate::stream(crate::row_stream_name(prefix, keys.iter().copied()))
+    }
+}
