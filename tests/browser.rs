@@ -1,0 +1,158 @@
+//! The chat in a real browser: two headless Chromium windows on one room, as two users.
+//!
+//! Needs Chromium and chromedriver (`scripts/install-browser`); without them the test
+//! fails, it never skips.
+
+use std::{path::PathBuf, time::Duration};
+
+use serde_json::{Value, json};
+use turbo_model_tests::{
+    browser::{Browser, BrowserError, Page},
+    server::ChatServer,
+};
+
+/// The longest any single step may take: a broadcast, a page load, a form submission.
+const STEP: Duration = Duration::from_secs(10);
+/// The whole test, browsers included.
+const WHOLE_TEST: Duration = Duration::from_secs(60);
+
+const SUBSCRIBED: &str = "turbo-model-stream-source[connected]";
+const MESSAGE_TEXTS: &str = "#messages li .text";
+const MESSAGE_INPUT: &str = "#message-form input[name=text]";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_sent_in_one_window_appears_in_the_other_and_delete_removes_it()
+-> Result<(), BrowserError> {
+    tokio::time::timeout(WHOLE_TEST, two_users_chat())
+        .await
+        .unwrap_or_else(|_| panic!("the browser test took longer than {WHOLE_TEST:?}"))
+}
+
+async fn two_users_chat() -> Result<(), BrowserError> {
+    let chat = ChatServer::start().await;
+    let browser = Browser::start().await?;
+    let a = browser.open_page().await?;
+    let b = browser.open_page().await?;
+    a.show_on_failure("body");
+    b.show_on_failure("body");
+
+    // A creates the room through the form and lands in it.
+    a.goto(&format!("{}/", chat.base_url)).await?;
+    a.fill("#room-form input[name=name]", "Browsers").await?;
+    a.click("#room-form button[type=submit]").await?;
+    a.wait_until(
+        "the room page after creating the room",
+        r"return /^\/rooms\/\d+\/$/.test(location.pathname)
+                  && document.querySelector('#message-form') !== null",
+        vec![],
+        STEP,
+    )
+    .await?;
+    let room_url = a.url().await?;
+
+    b.goto(&room_url).await?;
+    for page in [&a, &b] {
+        page.show_on_failure("#messages");
+        page.wait_for(SUBSCRIBED, STEP).await?;
+    }
+    // A full page load would lose this; Turbo Stream actions keep it.
+    b.execute("window.__marker = 1", vec![]).await?;
+
+    let hello = "Hello from A";
+    send(&a, hello).await?;
+    b.wait_for_text(MESSAGE_TEXTS, hello, STEP).await?;
+    assert_eq!(
+        b.texts_of(MESSAGE_TEXTS).await?,
+        [hello],
+        "B shows the message"
+    );
+    assert_eq!(marker(&b).await?, json!(1), "B was not reloaded");
+    a.wait_for_text(MESSAGE_TEXTS, hello, STEP).await?;
+
+    // Markup typed by a user is text, not HTML.
+    let markup = r#"<b>&"x"</b>"#;
+    a.wait_for(SUBSCRIBED, STEP).await?;
+    send(&a, markup).await?;
+    b.wait_for_text(MESSAGE_TEXTS, markup, STEP).await?;
+    assert_eq!(
+        b.count("#messages b").await?,
+        0,
+        "the text was not parsed as HTML"
+    );
+    assert!(
+        b.html_of("#messages")
+            .await?
+            .contains("&lt;b&gt;&amp;\"x\"&lt;/b&gt;"),
+        "B's list holds the escaped text: {}",
+        b.html_of("#messages").await?
+    );
+    a.wait_for_text(MESSAGE_TEXTS, markup, STEP).await?;
+    // The streams are ordered: with the second message in, a duplicate of the first
+    // would be in too.
+    assert_eq!(
+        a.texts_of(MESSAGE_TEXTS).await?,
+        [hello, markup],
+        "A shows each message once"
+    );
+    assert_eq!(b.texts_of(MESSAGE_TEXTS).await?, [hello, markup]);
+
+    // A deletes the first message; it disappears from both windows.
+    let hello_item = item_with_text(&a, hello).await?;
+    a.wait_for(SUBSCRIBED, STEP).await?;
+    a.click(&format!("#{hello_item} form.delete button[type=submit]"))
+        .await?;
+    b.wait_for_gone(&format!("#{hello_item}"), STEP).await?;
+    a.wait_for_gone(&format!("#{hello_item}"), STEP).await?;
+    assert_eq!(b.texts_of(MESSAGE_TEXTS).await?, [markup]);
+    assert_eq!(a.texts_of(MESSAGE_TEXTS).await?, [markup]);
+    assert_eq!(marker(&b).await?, json!(1), "B was not reloaded");
+
+    b.screenshot(screenshot_path("chat-b.png")).await?;
+    a.close().await?;
+    b.close().await?;
+    Ok(())
+}
+
+/// Types `text` into the send form, submits it, and waits for the input to clear.
+async fn send(page: &Page, text: &str) -> Result<(), BrowserError> {
+    page.fill(MESSAGE_INPUT, text).await?;
+    page.click("#message-form button[type=submit]").await?;
+    page.wait_until(
+        "the message input to clear after sending",
+        "const input = document.querySelector(arguments[0]);
+         return input !== null && input.value === ''",
+        vec![json!(MESSAGE_INPUT)],
+        STEP,
+    )
+    .await
+}
+
+async fn marker(page: &Page) -> Result<Value, BrowserError> {
+    page.execute("return window.__marker ?? null", vec![]).await
+}
+
+/// The id of the `#messages li` whose text is `text`.
+async fn item_with_text(page: &Page, text: &str) -> Result<String, BrowserError> {
+    let id = page
+        .execute(
+            "const item = Array.from(document.querySelectorAll('#messages li'))
+                 .find(item => item.querySelector('.text')?.textContent === arguments[0]);
+             return item ? item.id : null",
+            vec![json!(text)],
+        )
+        .await?;
+    match id {
+        Value::String(id) if id.starts_with("message-") => Ok(id),
+        other => panic!(
+            "no `#messages li` with an id `message-…` holds {text:?} (got {other}):\n{}",
+            page.snapshot().await
+        ),
+    }
+}
+
+/// `target/browser/NAME` in the workspace, where a person can look at it.
+fn screenshot_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/browser")
+        .join(name)
+}
