@@ -1,1 +1,7 @@
-//! Shared support for the workspace tests.
+//! Shared support for the workspace tests: the chat app on an ephemeral port, WebSocket
+//! clients, databases.
+
+pub mod browser;
+pub mod db;
+pub mod server;
+pub mod ws;

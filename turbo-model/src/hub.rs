@@ -84,6 +84,11 @@ impl Connection {
         self.queue.recv().await
     }
 
+    /// The next frame if one is queued, without waiting.
+    pub fn try_next_frame(&mut self) -> Option<Utf8Bytes> {
+        self.queue.try_recv().ok()
+    }
+
     /// A handle that resolves when the hub kicks this connection for falling behind.
     /// Separate from the connection so that a task can wait on both at once.
     pub fn kick_signal(&self) -> KickSignal {

@@ -9,8 +9,10 @@
 
 const MIN_DELAY_MS = 250;
 const MAX_DELAY_MS = 10000;
-// Turbo Drive swaps <body> on navigation: keep an unused socket briefly so that the next
-// page's elements can reuse it.
+// Turbo Drive swaps <body> on navigation, disconnecting every element and connecting the
+// new page's: keep released streams and an unused socket briefly so that the next page
+// reuses them instead of unsubscribing and subscribing again.
+const RELEASE_MS = 1000;
 const IDLE_CLOSE_MS = 2000;
 
 const connections = new Map();
@@ -27,6 +29,7 @@ class Connection {
     this.attempt = 0;
     this.retryTimer = null;
     this.idleTimer = null;
+    this.releaseTimer = null;
     this.id = null;
   }
 
@@ -38,6 +41,7 @@ class Connection {
         this.tokens.set(token, new Set());
         this.send({ type: "subscribe", stream: token });
       }
+      // A stream kept through a page swap is already subscribed: no request needed.
       this.tokens.get(token).add(element);
     }
     this.refreshConnected();
@@ -48,17 +52,24 @@ class Connection {
     this.elements.delete(element);
     for (const token of element.tokens) {
       const holders = this.tokens.get(token);
-      if (!holders) continue;
-      holders.delete(element);
-      if (holders.size === 0) {
-        this.tokens.delete(token);
-        this.confirmed.delete(token);
-        this.send({ type: "unsubscribe", stream: token });
-      }
+      if (holders) holders.delete(element);
     }
     element.removeAttribute("connected");
+    clearTimeout(this.releaseTimer);
+    this.releaseTimer = setTimeout(() => this.release(), RELEASE_MS);
     if (this.elements.size === 0) {
+      clearTimeout(this.idleTimer);
       this.idleTimer = setTimeout(() => this.close(), IDLE_CLOSE_MS);
+    }
+  }
+
+  // Unsubscribes from streams that no element has held for RELEASE_MS.
+  release() {
+    for (const [token, holders] of this.tokens) {
+      if (holders.size > 0) continue;
+      this.tokens.delete(token);
+      this.confirmed.delete(token);
+      this.send({ type: "unsubscribe", stream: token });
     }
   }
 

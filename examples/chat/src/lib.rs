@@ -1,0 +1,60 @@
+//! The turbo-model tutorial chat.
+//!
+//! Rooms hold messages; a message posted in a room appears in every open window of that
+//! room without a reload, and a deleted one disappears. The live part is three things:
+//! `#[derive(ModelStream)]` on the entities, the hook in [`hooks`], and
+//! `<% turbo_subscribe room %>` in `templates/chat/room.html`.
+//!
+//! The binary (`src/main.rs`) wires these functions together; the tests use them to run
+//! the app on an ephemeral port.
+
+pub mod entities;
+pub mod hooks;
+pub mod migration;
+mod routes;
+
+use std::path::PathBuf;
+
+use sea_orm::{ConnectOptions, DatabaseConnection, DbErr};
+use sea_orm_migration::MigratorTrait;
+
+pub use routes::router;
+
+/// The default database: a SQLite file next to this crate's manifest, created on first run.
+pub fn default_database_url() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("chat.db");
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// Connects to `url` (SQLite or PostgreSQL) and applies pending migrations.
+///
+/// # Errors
+///
+/// The database error when the connection or a migration fails.
+pub async fn database(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url);
+    options.sqlx_logging(false);
+    let db = sea_orm::Database::connect(options).await?;
+    migration::Migrator::up(&db, None).await?;
+    Ok(db)
+}
+
+/// Where the templates live, whatever the working directory.
+pub fn templates_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("templates")
+}
+
+/// Turbo from npm (`npm ci` in this crate's folder puts it here).
+pub fn turbo_js_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("node_modules/@hotwired/turbo/dist/turbo.es2017-esm.js")
+}
+
+/// The pinned CDN copy used when the npm copy is missing (needs internet).
+pub const TURBO_CDN_URL: &str =
+    "https://cdn.jsdelivr.net/npm/@hotwired/turbo@8.0.23/dist/turbo.es2017-esm.js";
+
+/// A [`turbo_model::Builder`] with the chat's templates; call `.install()` on it.
+pub fn turbo_builder() -> turbo_model::Builder {
+    turbo_model::Turbo::builder().templates(templates_dir())
+}

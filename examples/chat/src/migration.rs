@@ -1,0 +1,71 @@
+//! The chat's schema, as versioned SeaORM migrations: run on start-up, each once.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::{integer, pk_auto, string, text};
+
+/// All migrations, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateRoomsAndMessages)]
+    }
+}
+
+#[derive(DeriveMigrationName)]
+struct CreateRoomsAndMessages;
+
+#[async_trait::async_trait]
+#[allow(
+    elided_lifetimes_in_paths,
+    reason = "async_trait's expansion must match the trait's elided lifetime"
+)]
+impl MigrationTrait for CreateRoomsAndMessages {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table("room")
+                    .col(pk_auto("id"))
+                    .col(string("name"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table("message")
+                    .col(pk_auto("id"))
+                    .col(integer("room_id"))
+                    .col(text("text"))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("message_room_fk")
+                            .from("message", "room_id")
+                            .to("room", "id")
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("message_room_id_idx")
+                    .table("message")
+                    .col("room_id")
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table("message").to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table("room").to_owned())
+            .await
+    }
+}

@@ -1,0 +1,259 @@
+//! The chat over a real socket: a real axum server on an ephemeral port, real
+//! tokio-tungstenite clients, messages posted through the real forms.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use turbo_model::web::protocol::MAX_INBOUND_BYTES;
+use turbo_model_tests::server::{ChatServer, turbo};
+use turbo_model_tests::ws::{Client, Received};
+
+/// The `<li>` the chat's message component renders.
+fn message_li(room: i32, id: i32, escaped_text: &str) -> String {
+    format!(
+        "<li id=\"message-{id}\">\n  <span class=\"text\">{escaped_text}</span>\n  <form class=\"delete\" method=\"post\" action=\"/rooms/{room}/messages/{id}/delete\">\n    <button type=\"submit\">Delete</button>\n  </form>\n</li>\n"
+    )
+}
+
+async fn subscribed_client(server: &ChatServer, room: i32) -> Client {
+    let tokens = server.room_tokens(room).await;
+    assert_eq!(tokens.len(), 1, "the room page subscribes to one stream");
+    let mut client = Client::connect(&server.ws_url()).await;
+    let reply = client.subscribe(&tokens[0]).await;
+    assert_eq!(reply["stream"], format!("room:{room}"));
+    client
+}
+
+#[tokio::test]
+async fn message_created_in_room_reaches_every_subscriber_as_the_rendered_component() {
+    let server = ChatServer::start().await;
+    let room = server.create_room("Lobby").await;
+    let mut a = subscribed_client(&server, room).await;
+    let mut b = subscribed_client(&server, room).await;
+
+    assert_eq!(server.post_message(room, "  hello <world> & \"you\"  ").await, 303);
+
+    let html = format!(
+        "<turbo-stream action=\"append\" target=\"messages\"><template>{}</template></turbo-stream>",
+        message_li(room, server.first_id(), "hello &lt;world&gt; &amp; &quot;you&quot;")
+    );
+    let expected = json!({"type": "message", "stream": format!("room:{room}"), "seq": 1, "html": html});
+    assert_eq!(a.json().await, expected);
+    assert_eq!(b.json().await, expected);
+}
+
+#[tokio::test]
+async fn deleted_message_is_removed_from_every_subscriber() {
+    let server = ChatServer::start().await;
+    let room = server.create_room("Lobby").await;
+    assert_eq!(server.post_message(room, "first").await, 303);
+    let mut client = subscribed_client(&server, room).await;
+
+    let id = server.first_id();
+    assert_eq!(server.delete_message(room, id).await, 303);
+
+    assert_eq!(
+        client.json().await,
+        json!({
+            "type": "message",
+            "stream": format!("room:{room}"),
+            "seq": 1,
+            "html": format!("<turbo-stream action=\"remove\" target=\"message-{id}\"></turbo-stream>")
+        })
+    );
+    assert!(!server.room_page(room).await.contains(&format!("message-{id}")));
+}
+
+#[tokio::test]
+async fn two_rooms_are_isolated() {
+    let server = ChatServer::start().await;
+    let lobby = server.create_room("Lobby").await;
+    let other = server.create_room("Other").await;
+    let mut in_lobby = subscribed_client(&server, lobby).await;
+    let mut in_other = subscribed_client(&server, other).await;
+
+    assert_eq!(server.post_message(other, "for other only").await, 303);
+    let frame = in_other.json().await;
+    assert_eq!(frame["stream"], format!("room:{other}"));
+    in_lobby.expect_silence(Duration::from_millis(300)).await;
+
+    assert_eq!(server.post_message(lobby, "for lobby").await, 303);
+    let frame = in_lobby.json().await;
+    assert_eq!(frame["stream"], format!("room:{lobby}"));
+    assert_eq!(frame["seq"], 1);
+    in_other.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn tampered_token_is_refused_and_the_connection_keeps_working() {
+    let server = ChatServer::start().await;
+    let room = server.create_room("Lobby").await;
+    let token = server.room_tokens(room).await.remove(0);
+    let (_, signature) = token.split_once('.').expect("token has a dot");
+    // "room:2" in base64url, with room 1's signature.
+    let forged = format!("cm9vbToy.{signature}");
+    let mut client = Client::connect(&server.ws_url()).await;
+
+    for (bad, message) in [
+        (forged.as_str(), "stream token refused: the token's signature does not match its stream name"),
+        ("room:1", "stream token refused: the token is malformed: expected `name.signature`"),
+        ("", "stream token refused: the token is empty"),
+    ] {
+        client
+            .send_text(json!({"type": "subscribe", "stream": bad}).to_string())
+            .await;
+        let reply = client.json().await;
+        assert_eq!(
+            reply,
+            json!({"type": "error", "code": "invalid_token", "message": message, "token": bad}),
+            "for token {bad:?}"
+        );
+    }
+
+    for cut in 1..=4 {
+        let truncated = &token[..token.len() - cut];
+        client
+            .send_text(json!({"type": "subscribe", "stream": truncated}).to_string())
+            .await;
+        let reply = client.json().await;
+        assert_eq!(reply["code"], "invalid_token", "truncated by {cut}: {reply}");
+    }
+
+    let reply = client.subscribe(&token).await;
+    assert_eq!(reply["stream"], format!("room:{room}"));
+    assert_eq!(server.post_message(room, "still works").await, 303);
+    assert_eq!(client.json().await["type"], "message");
+}
+
+#[tokio::test]
+async fn inbound_message_over_64_kib_closes_with_1009_and_the_server_keeps_serving() {
+    let server = ChatServer::start().await;
+    let room = server.create_room("Lobby").await;
+
+    let mut at_limit = Client::connect(&server.ws_url()).await;
+    at_limit.send_text("x".repeat(MAX_INBOUND_BYTES)).await;
+    assert_eq!(at_limit.json().await["code"], "bad_request", "64 KiB is still read");
+
+    let mut over = Client::connect(&server.ws_url()).await;
+    over.send_text("x".repeat(MAX_INBOUND_BYTES + 1)).await;
+    match over.next().await {
+        Received::Closed(Some((code, reason))) => {
+            assert_eq!(code, 1009);
+            assert_eq!(reason, "message too big: the limit is 65536 bytes");
+        }
+        other => panic!("expected close 1009, got {other:?}"),
+    }
+
+    let mut client = subscribed_client(&server, room).await;
+    assert_eq!(server.post_message(room, "after the big one").await, 303);
+    assert_eq!(client.json().await["type"], "message");
+}
+
+#[tokio::test]
+async fn malformed_frames_get_error_frames_not_a_dropped_connection() {
+    let server = ChatServer::start().await;
+    let room = server.create_room("Lobby").await;
+    let mut client = Client::connect(&server.ws_url()).await;
+
+    client.send_text("not json").await;
+    assert_eq!(
+        client.json().await,
+        json!({
+            "type": "error",
+            "code": "bad_request",
+            "message": "expected {\"type\":\"subscribe\"|\"unsubscribe\",\"stream\":\"<token>\"}: expected ident at line 1 column 2"
+        })
+    );
+    client.send_text(r#"{"type":"dance","stream":"x"}"#).await;
+    let reply = client.json().await;
+    assert_eq!(reply["code"], "bad_request");
+    assert!(
+        reply["message"].as_str().unwrap_or_default().contains("unknown variant `dance`"),
+        "{reply}"
+    );
+    client.send(Message::binary(vec![1, 2, 3])).await;
+    assert_eq!(
+        client.json().await,
+        json!({"type": "error", "code": "binary_not_supported", "message": "binary frames are not accepted; send JSON text"})
+    );
+
+    let token = server.room_tokens(room).await.remove(0);
+    client.subscribe(&token).await;
+    assert_eq!(server.post_message(room, "fine").await, 303);
+    assert_eq!(client.json().await["seq"], 1);
+}
+
+#[tokio::test]
+async fn unsubscribe_stops_delivery() {
+    let server = ChatServer::start().await;
+    let room = server.create_room("Lobby").await;
+    let token = server.room_tokens(room).await.remove(0);
+    let mut client = Client::connect(&server.ws_url()).await;
+    client.subscribe(&token).await;
+    client
+        .send_text(json!({"type": "unsubscribe", "stream": token}).to_string())
+        .await;
+    assert_eq!(
+        client.json().await,
+        json!({"type": "unsubscribed", "stream": format!("room:{room}"), "token": token})
+    );
+    assert_eq!(server.post_message(room, "nobody listens").await, 303);
+    client.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn subscriptions_per_connection_are_bounded() {
+    let server = ChatServer::start().await;
+    let mut client = Client::connect(&server.ws_url()).await;
+    let limit = turbo_model::DEFAULT_MAX_SUBSCRIPTIONS;
+    for i in 0..limit {
+        let token = turbo().sign(&format!("limit-test:{i}")).expect("valid name");
+        client.subscribe(&token).await;
+    }
+    let one_more = turbo().sign("limit-test:extra").expect("valid name");
+    client
+        .send_text(json!({"type": "subscribe", "stream": one_more}).to_string())
+        .await;
+    assert_eq!(
+        client.json().await,
+        json!({
+            "type": "error",
+            "code": "too_many_subscriptions",
+            "message": format!("a connection may subscribe to at most {limit} streams"),
+            "token": one_more
+        })
+    );
+}
+
+#[tokio::test]
+async fn bad_form_input_is_refused_and_broadcasts_nothing() {
+    let server = ChatServer::start().await;
+    let room = server.create_room("Lobby").await;
+    let mut client = subscribed_client(&server, room).await;
+
+    let response = server
+        .http()
+        .post(format!("{}/rooms/{room}/messages/", server.base_url))
+        .form(&[("text", "   ")])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 422);
+    assert_eq!(response.text().await.expect("body"), "the message is empty");
+
+    let long = "x".repeat(2001);
+    assert_eq!(server.post_message(room, &long).await, 422);
+    assert_eq!(server.post_message(room + 100, "no such room").await, 404);
+    let missing_field = server
+        .http()
+        .post(format!("{}/rooms/{room}/messages/", server.base_url))
+        .form(&[("nope", "x")])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(missing_field.status(), 422);
+    assert_eq!(server.delete_message(room, server.first_id() + 999).await, 404);
+
+    client.expect_silence(Duration::from_millis(300)).await;
+}

@@ -1,0 +1,191 @@
+//! The chat example, served on an ephemeral loopback port for a test.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use turbo_model::Turbo;
+
+/// The signing key every test process uses, so that tokens are reproducible.
+pub const TEST_SECRET: &str = "turbo-model test secret, 32+ bytes long";
+
+/// The process's installed [`Turbo`], built from the chat's templates on first use.
+///
+/// # Panics
+///
+/// If the chat's templates do not load.
+pub fn turbo() -> &'static Turbo {
+    static TURBO: OnceLock<Turbo> = OnceLock::new();
+    TURBO.get_or_init(|| {
+        chat::turbo_builder()
+            .secret(TEST_SECRET)
+            .install()
+            .unwrap_or_else(|e| panic!("chat templates must load: {e}"))
+    })
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A running chat: its base URL and its database.
+pub struct ChatServer {
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub base_url: String,
+    /// The app's database (a fresh SQLite file).
+    pub db: DatabaseConnection,
+    file: std::path::PathBuf,
+    server: tokio::task::JoinHandle<()>,
+    first_id: i32,
+}
+
+impl ChatServer {
+    /// Starts the chat on 127.0.0.1 with a fresh SQLite database.
+    ///
+    /// # Panics
+    ///
+    /// If the database or the listener cannot be set up.
+    pub async fn start() -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let file = std::env::temp_dir().join(format!(
+            "turbo-model-chat-{}-{}.db",
+            std::process::id(),
+            n
+        ));
+        let _ = std::fs::remove_file(&file);
+        let url = format!("sqlite://{}?mode=rwc", file.display());
+        let db = chat::database(&url)
+            .await
+            .unwrap_or_else(|e| panic!("chat database at {url}: {e}"));
+        // Every server in a test process shares the process's one hub, so each gets its
+        // own id range: rooms and messages of parallel tests never share a stream.
+        let base = (n + 1) * 10_000;
+        db.execute_unprepared(&format!(
+            "INSERT INTO sqlite_sequence (name, seq) VALUES ('room', {base}), ('message', {base})"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("set id ranges: {e}"));
+        Self::start_with(db, file, base as i32 + 1).await
+    }
+
+    /// The id the first room and the first message of this server get.
+    pub fn first_id(&self) -> i32 {
+        self.first_id
+    }
+
+    async fn start_with(db: DatabaseConnection, file: std::path::PathBuf, first_id: i32) -> Self {
+        let app = chat::router(db.clone(), turbo());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind 127.0.0.1:0: {e}"));
+        let address = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("local address: {e}"));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            base_url: format!("http://{address}"),
+            db,
+            file,
+            server,
+            first_id,
+        }
+    }
+
+    /// The WebSocket endpoint's URL.
+    pub fn ws_url(&self) -> String {
+        format!("{}/turbo-model/ws", self.base_url.replacen("http", "ws", 1))
+    }
+
+    /// An HTTP client that does not follow redirects, so tests see them.
+    pub fn http(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_else(|e| panic!("http client: {e}"))
+    }
+
+    /// Creates a room through the form; returns its id.
+    ///
+    /// # Panics
+    ///
+    /// If the form does not redirect to the new room.
+    pub async fn create_room(&self, name: &str) -> i32 {
+        let response = self
+            .http()
+            .post(format!("{}/rooms/", self.base_url))
+            .form(&[("name", name)])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST /rooms/: {e}"));
+        assert_eq!(response.status(), 303, "creating a room redirects");
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        location
+            .trim_start_matches("/rooms/")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap_or_else(|_| panic!("redirect to a room, got {location:?}"))
+    }
+
+    /// Posts a message through the room's form; returns the response status.
+    pub async fn post_message(&self, room: i32, text: &str) -> u16 {
+        self.http()
+            .post(format!("{}/rooms/{room}/messages/", self.base_url))
+            .form(&[("text", text)])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST message: {e}"))
+            .status()
+            .as_u16()
+    }
+
+    /// Deletes a message through its form; returns the response status.
+    pub async fn delete_message(&self, room: i32, message: i32) -> u16 {
+        self.http()
+            .post(format!(
+                "{}/rooms/{room}/messages/{message}/delete",
+                self.base_url
+            ))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST delete: {e}"))
+            .status()
+            .as_u16()
+    }
+
+    /// The room page's HTML.
+    pub async fn room_page(&self, room: i32) -> String {
+        self.http()
+            .get(format!("{}/rooms/{room}/", self.base_url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET room: {e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("room body: {e}"))
+    }
+
+    /// The signed stream tokens the room page subscribes to, read from its HTML.
+    pub async fn room_tokens(&self, room: i32) -> Vec<String> {
+        let page = self.room_page(room).await;
+        let streams = page
+            .split("streams=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("room page has a subscription element:\n{page}"));
+        streams.split(' ').map(str::to_owned).collect()
+    }
+}
+
+impl Drop for ChatServer {
+    fn drop(&mut self) {
+        self.server.abort();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}

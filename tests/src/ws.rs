@@ -1,0 +1,107 @@
+//! A WebSocket client speaking turbo-model's protocol, with bounded waits.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+/// How long a test waits for a frame that should come.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// One client connection.
+pub struct Client {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What a read produced.
+#[derive(Debug)]
+pub enum Received {
+    /// A JSON text frame.
+    Json(Value),
+    /// The server closed the connection, with this code and reason.
+    Closed(Option<(u16, String)>),
+}
+
+impl Client {
+    /// Connects and reads the `hello` frame.
+    ///
+    /// # Panics
+    ///
+    /// If the connection fails or does not start with `hello`.
+    pub async fn connect(url: &str) -> Self {
+        let (socket, _) = connect_async(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        let mut client = Self { socket };
+        let hello = client.json().await;
+        assert_eq!(hello["type"], "hello", "first frame is hello: {hello}");
+        client
+    }
+
+    /// Sends a text frame.
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        self.socket
+            .send(Message::text(text.into()))
+            .await
+            .unwrap_or_else(|e| panic!("send: {e}"));
+    }
+
+    /// Sends a raw message.
+    pub async fn send(&mut self, message: Message) {
+        self.socket
+            .send(message)
+            .await
+            .unwrap_or_else(|e| panic!("send: {e}"));
+    }
+
+    /// Subscribes and waits for the `subscribed` reply, which it returns.
+    pub async fn subscribe(&mut self, token: &str) -> Value {
+        self.send_text(serde_json::json!({"type": "subscribe", "stream": token}).to_string())
+            .await;
+        let reply = self.json().await;
+        assert_eq!(reply["type"], "subscribed", "subscribe reply: {reply}");
+        reply
+    }
+
+    /// The next frame, or what ended the connection; panics after [`WAIT`].
+    pub async fn next(&mut self) -> Received {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .unwrap_or_else(|_| panic!("no frame within {WAIT:?}"));
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let value = serde_json::from_str(text.as_str())
+                        .unwrap_or_else(|e| panic!("frame is JSON ({e}): {text}"));
+                    return Received::Json(value);
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Received::Closed(
+                        frame.map(|f| (u16::from(f.code), f.reason.as_str().to_owned())),
+                    );
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Binary(b))) => panic!("unexpected binary frame {b:?}"),
+                Some(Err(_)) | None => return Received::Closed(None),
+            }
+        }
+    }
+
+    /// The next JSON frame; panics if the connection closes instead.
+    pub async fn json(&mut self) -> Value {
+        match self.next().await {
+            Received::Json(v) => v,
+            Received::Closed(c) => panic!("connection closed ({c:?}) while a frame was expected"),
+        }
+    }
+
+    /// Asserts that nothing arrives within `quiet`.
+    pub async fn expect_silence(&mut self, quiet: Duration) {
+        if let Ok(frame) = tokio::time::timeout(quiet, self.socket.next()).await {
+            panic!("expected no frame, got {frame:?}");
+        }
+    }
+}
