@@ -113,6 +113,53 @@ async fn two_users_chat() -> Result<(), BrowserError> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_socket_reconnects_by_itself_whatever_the_close_code()
+-> Result<(), BrowserError> {
+    tokio::time::timeout(WHOLE_TEST, reconnects())
+        .await
+        .unwrap_or_else(|_| panic!("the browser test took longer than {WHOLE_TEST:?}"))
+}
+
+async fn reconnects() -> Result<(), BrowserError> {
+    let chat = ChatServer::start().await;
+    let room = chat.create_room("Reconnect").await;
+    let browser = Browser::start().await?;
+    let page = browser.open_page().await?;
+    page.show_on_failure("#messages");
+    page.goto(&format!("{}/rooms/{room}/", chat.base_url)).await?;
+    page.wait_for(SUBSCRIBED, STEP).await?;
+    page.execute("window.__marker = 1", vec![]).await?;
+
+    for (round, code) in [1000, 4000, 3001].into_iter().enumerate() {
+        // Close the page's one socket from the page side, with this code.
+        page.execute(
+            "const connection = document.querySelector('turbo-model-stream-source').connection;
+             window.__closed = connection.socket;
+             connection.socket.close(arguments[0], 'test');",
+            vec![json!(code)],
+        )
+        .await?;
+        page.wait_until(
+            "a new socket, subscribed again, after the close",
+            "const source = document.querySelector('turbo-model-stream-source');
+             const socket = source.connection.socket;
+             return socket !== null && socket !== window.__closed
+                 && socket.readyState === WebSocket.OPEN && source.hasAttribute('connected')",
+            vec![],
+            STEP,
+        )
+        .await?;
+        let text = format!("after close {code}");
+        assert_eq!(chat.post_message(room, &text).await, 303);
+        page.wait_for_text(MESSAGE_TEXTS, &text, STEP).await?;
+        assert_eq!(page.texts_of(MESSAGE_TEXTS).await?.len(), round + 1);
+    }
+    assert_eq!(marker(&page).await?, json!(1), "the page was never reloaded");
+    page.close().await?;
+    Ok(())
+}
+
 /// Types `text` into the send form, submits it, and waits for the input to clear.
 async fn send(page: &Page, text: &str) -> Result<(), BrowserError> {
     page.fill(MESSAGE_INPUT, text).await?;

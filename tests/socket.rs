@@ -257,3 +257,41 @@ async fn bad_form_input_is_refused_and_broadcasts_nothing() {
 
     client.expect_silence(Duration::from_millis(300)).await;
 }
+
+#[tokio::test]
+async fn a_named_stream_carries_broadcasts_from_code_outside_the_orm() {
+    let server = ChatServer::start().await;
+    let name = format!("orders:{}", server.first_id());
+    let token = turbo().sign(&name).expect("valid name");
+    let mut client = Client::connect(&server.ws_url()).await;
+    client.subscribe(&token).await;
+
+    turbo_model::stream(name.as_str())
+        .action(
+            turbo_model::Action::Replace,
+            Some(turbo_model::Content::text("shipped & paid")),
+        )
+        .target("order-status")
+        .send()
+        .expect("sent");
+    turbo_model::stream(name.as_str())
+        .refresh()
+        .morph()
+        .preserve_scroll()
+        .send()
+        .expect("sent");
+
+    assert_eq!(
+        client.json().await,
+        json!({
+            "type": "message",
+            "stream": name,
+            "seq": 1,
+            "html": "<turbo-stream action=\"replace\" target=\"order-status\"><template>shipped &amp; paid</template></turbo-stream>"
+        })
+    );
+    assert_eq!(
+        client.json().await["html"],
+        "<turbo-stream action=\"refresh\" method=\"morph\" scroll=\"preserve\"></turbo-stream>"
+    );
+}

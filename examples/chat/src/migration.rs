@@ -13,8 +13,13 @@ impl MigratorTrait for Migrator {
     }
 }
 
-#[derive(DeriveMigrationName)]
 struct CreateRoomsAndMessages;
+
+impl MigrationName for CreateRoomsAndMessages {
+    fn name(&self) -> &str {
+        "m20261128_000001_create_rooms_and_messages"
+    }
+}
 
 #[async_trait::async_trait]
 #[allow(

@@ -366,6 +366,23 @@ mod tests {
     }
 
     #[test]
+    fn components_render_by_name_with_escaped_arguments() {
+        let t = templates(&[(
+            "components.html",
+            "{% component Badge(status) %}<span class=\"badge\">{{ status }}</span>{% endcomponent Badge %}",
+        )])
+        .expect("builds");
+        let mut ctx = Context::new();
+        ctx.insert("status", "<shipped>");
+        assert_eq!(
+            t.render_component("Badge", &ctx).expect("renders"),
+            r#"<span class="badge">&lt;shipped&gt;</span>"#
+        );
+        let err = t.render_component("Nope", &ctx).expect_err("no such component");
+        assert_eq!(err.template(), Some("Nope"));
+    }
+
+    #[test]
     fn tera_syntax_errors_name_the_template() {
         let err = templates(&[("broken.html", "{% if %}")]).err().expect("refused");
         assert_eq!(err.template(), Some("broken.html"));
