@@ -1,15 +1,97 @@
-//! The derive macro of turbo-model. Use it through `turbo_model::ModelStream`.
+//! The macros of [turbo-model](https://docs.rs/turbo-model). Use them through the
+//! facade, `turbo_model::ModelStream` and `turbo_model::active_model_behavior`; the paths
+//! they generate name `::turbo_model`.
+//!
+//! The derive is built in phases, one module each: `ast` checks the shape of the input,
+//! `attr` reads the attributes, `valid` checks what they say together, and `expand`
+//! writes the code. Every attribute mistake is collected and reported at once, next to a
+//! complete stub, so one mistake gives one error.
+
+mod ast;
+mod attr;
+mod behavior;
+mod case;
+mod expand;
+mod valid;
 
 use proc_macro::TokenStream;
+use syn::{DeriveInput, parse_macro_input};
 
-/// Placeholder.
+/// Gives a SeaORM entity's rows their Turbo streams and installs the hooks.
+///
+/// Derive it on the `Model`, next to `DeriveEntityModel`:
+///
+/// ```ignore
+/// #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, ModelStream, Serialize)]
+/// #[sea_orm(table_name = "message")]
+/// pub struct Model {
+///     #[sea_orm(primary_key)]
+///     pub id: i32,
+///     #[stream(parent = super::room::Entity)]
+///     pub room_id: i32,
+///     pub text: String,
+/// }
+/// ```
+///
+/// # Generated
+///
+/// - `StreamEntity` for `Entity`: the stream prefix, which is the table name unless
+///   `#[stream(prefix = "...")]` says otherwise;
+/// - `StreamModel` for `Model`, and the same as inherent methods so that no import is
+///   needed: `model.stream()` is the row's own stream, `prefix:key` (composite keys
+///   joined by `,`, in field order), and `Entity::stream_of(key)` is the same stream
+///   from a key (a tuple for a composite key);
+/// - `model.parent_stream()` for the one field marked `#[stream(parent = path::Entity)]`:
+///   the parent row's stream, without a query. When the field is written `Option<T>`,
+///   it returns `Option<Stream>`;
+/// - `ActiveModelBehavior` for `ActiveModel`, which runs the registered hooks after
+///   saves and deletes. With `#[stream(custom_behavior)]` it is not generated: write
+///   your own impl and put `#[turbo_model::active_model_behavior]` on it;
+/// - the registration the `turbo_subscribe` template tag uses to find a row's stream
+///   from its serialized fields (honouring `#[serde(rename, rename_all, skip)]`).
+///
+/// # Attributes
+///
+/// | Where  | Attribute                            | Meaning                             |
+/// |--------|--------------------------------------|-------------------------------------|
+/// | struct | `#[stream(prefix = "rooms")]`        | stream names start `rooms:`         |
+/// | struct | `#[stream(custom_behavior)]`         | no `ActiveModelBehavior` impl       |
+/// | field  | `#[stream(parent = super::room::Entity)]` | the field holds the parent's key |
+///
+/// With `#[sea_orm::model]` the derive also lands on the generated `ModelEx`; there it
+/// generates nothing.
 #[proc_macro_derive(ModelStream, attributes(stream))]
-pub fn derive_model_stream(_input: TokenStream) -> TokenStream {
-    TokenStream::new()
+pub fn derive_model_stream(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand::derive(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
-/// Placeholder.
+/// Adds turbo-model's hooks to an entity's own `ActiveModelBehavior` impl.
+///
+/// For a `Model` with `#[stream(custom_behavior)]`. Your `after_save`, `before_delete`
+/// and `after_delete` run first, as written (`?` and `return` included); their result is
+/// then handed to turbo-model. Methods you leave out get turbo-model's alone. Put the
+/// attribute above `#[async_trait]`, or leave `#[async_trait]` out: it is added.
+///
+/// ```ignore
+/// #[turbo_model::active_model_behavior]
+/// impl ActiveModelBehavior for ActiveModel {
+///     async fn before_save<C: ConnectionTrait>(self, _db: &C, _insert: bool) -> Result<Self, DbErr> {
+///         Ok(self)
+///     }
+/// }
+/// ```
 #[proc_macro_attribute]
-pub fn active_model_behavior(_args: TokenStream, input: TokenStream) -> TokenStream {
-    input
+pub fn active_model_behavior(args: TokenStream, input: TokenStream) -> TokenStream {
+    let original = proc_macro2::TokenStream::from(input.clone());
+    behavior::expand(args.into(), input.into())
+        .unwrap_or_else(|error| {
+            // Keep the user's impl, so that the one error is all they see.
+            let mut tokens = error.into_compile_error();
+            tokens.extend(original);
+            tokens
+        })
+        .into()
 }

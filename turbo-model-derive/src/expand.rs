@@ -1,0 +1,261 @@
+//! Code generation for `#[derive(ModelStream)]`.
+//!
+//! Everything is wrapped in `const _: () = { ... };` and names the runtime by absolute
+//! paths. `Entity` and `ActiveModel` are the names `DeriveEntityModel` gives the types
+//! next to the `Model`, so they are resolved at the call site on purpose.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{DeriveInput, Ident};
+
+use crate::ast::Input;
+use crate::attr::Errors;
+use crate::valid::{self, Model, Names, ParentField, Prefix};
+
+/// `#[derive(ModelStream)]`. Attribute mistakes come back as errors next to a complete
+/// stub; only an input that is no struct with named fields is an `Err`.
+pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
+    // `#[sea_orm::model]` copies the derive list onto the generated `ModelEx`; the
+    // `Model` next to it already has everything.
+    if input.ident == "ModelEx" {
+        return Ok(TokenStream::new());
+    }
+    let input = Input::from_syn(input)?;
+    let mut errors = Errors::default();
+    let model = valid::check(&input, &mut errors);
+    let errors = errors.into_compile_error();
+    let generated = model_impls(&model);
+    Ok(quote! {
+        #errors
+        const _: () = {
+            #generated
+        };
+    })
+}
+
+fn model_impls(model: &Model<'_>) -> TokenStream {
+    let ident = model.ident;
+    let entity = quote!(Entity);
+    let prefix_body = match &model.prefix {
+        Prefix::Literal(lit) => quote!(#lit),
+        Prefix::TableName => quote! {
+            <#entity as ::turbo_model::__private::sea_orm::EntityName>::table_name(&#entity)
+        },
+    };
+    let prefix = quote!(<#entity as ::turbo_model::StreamEntity>::stream_prefix());
+    let keys = model.keys.iter().map(|field| {
+        let name = field.ident;
+        quote_spanned!(field.ty.span()=> &self.#name)
+    });
+    let described = describe(model);
+
+    let stream_doc = format!("The row's own stream, `{described}`.");
+    let stream_of = stream_of(model, &prefix, &described);
+    let parent_stream = model
+        .parent
+        .as_ref()
+        .map(|parent| parent_stream(parent, &prefix));
+    let behavior = (!model.custom_behavior).then(|| derived_behavior(ident));
+    let registration = model
+        .names
+        .as_ref()
+        .map(|names| registration(names, &model.keys));
+
+    quote! {
+        #[automatically_derived]
+        impl ::turbo_model::StreamEntity for #entity {
+            fn stream_prefix() -> &'static str {
+                #prefix_body
+            }
+        }
+
+        #[automatically_derived]
+        impl ::turbo_model::StreamModel for #ident {
+            fn stream(&self) -> ::turbo_model::Stream {
+                ::turbo_model::__private::row_stream(#prefix, &[#(#keys),*])
+            }
+        }
+
+        #[automatically_derived]
+        impl #ident {
+            #[doc = #stream_doc]
+            pub fn stream(&self) -> ::turbo_model::Stream {
+                <Self as ::turbo_model::StreamModel>::stream(self)
+            }
+
+            #parent_stream
+        }
+
+        #stream_of
+        #behavior
+        #registration
+    }
+}
+
+/// `prefix:key` for the docs, e.g. `message:<id>`.
+fn describe(model: &Model<'_>) -> String {
+    let prefix = match &model.prefix {
+        Prefix::Literal(lit) => lit.value(),
+        Prefix::TableName => "<table name>".to_owned(),
+    };
+    let keys: Vec<String> = model
+        .keys
+        .iter()
+        .map(|field| format!("<{}>", field.ident))
+        .collect();
+    format!("{prefix}:{}", keys.join(","))
+}
+
+/// `Entity::stream_of(key)`: none without a key (already reported), since there is no
+/// type to take.
+fn stream_of(model: &Model<'_>, prefix: &TokenStream, described: &str) -> Option<TokenStream> {
+    let doc = format!(
+        "The stream of the row with this primary key, `{described}`, without loading the row."
+    );
+    let (pattern, ty, keys) = match model.keys.as_slice() {
+        [] => return None,
+        [key] => {
+            let ty = key.ty;
+            (quote!(key), quote!(#ty), vec![quote!(&key)])
+        }
+        keys => {
+            let names: Vec<Ident> = (0..keys.len())
+                .map(|i| Ident::new(&format!("key_{i}"), Span::call_site()))
+                .collect();
+            let types = keys.iter().map(|key| key.ty);
+            (
+                quote!((#(#names),*)),
+                quote!((#(#types),*)),
+                names.iter().map(|name| quote!(&#name)).collect(),
+            )
+        }
+    };
+    Some(quote! {
+        #[automatically_derived]
+        impl Entity {
+            #[doc = #doc]
+            pub fn stream_of(#pattern: #ty) -> ::turbo_model::Stream {
+                ::turbo_model::__private::row_stream(#prefix, &[#(#keys),*])
+            }
+        }
+    })
+}
+
+fn parent_stream(parent: &ParentField<'_>, own_prefix: &TokenStream) -> TokenStream {
+    let field = parent.field.ident;
+    let span = parent.field.ty.span();
+    let (prefix, entity_doc) = match &parent.entity {
+        Some(entity) => (
+            quote!(<#entity as ::turbo_model::StreamEntity>::stream_prefix()),
+            quote!(#entity).to_string().replace(' ', ""),
+        ),
+        None => (own_prefix.clone(), "the parent entity".to_owned()),
+    };
+    if parent.optional {
+        let doc = format!(
+            "The stream of the parent row (`{entity_doc}`) whose key is in `{field}`, \
+             without a database query; `None` when `{field}` is `None`."
+        );
+        // Spanned so that a key type without `Display` is reported at the field.
+        let key = quote_spanned!(span=> key);
+        quote! {
+            #[doc = #doc]
+            pub fn parent_stream(&self) -> ::core::option::Option<::turbo_model::Stream> {
+                ::core::option::Option::map(
+                    ::core::option::Option::as_ref(&self.#field),
+                    |key| ::turbo_model::__private::row_stream(#prefix, &[#key]),
+                )
+            }
+        }
+    } else {
+        let doc = format!(
+            "The stream of the parent row (`{entity_doc}`) whose key is in `{field}`, \
+             without a database query."
+        );
+        let key = quote_spanned!(span=> &self.#field);
+        quote! {
+            #[doc = #doc]
+            pub fn parent_stream(&self) -> ::turbo_model::Stream {
+                ::turbo_model::__private::row_stream(#prefix, &[#key])
+            }
+        }
+    }
+}
+
+/// The `ActiveModelBehavior` impl that runs the hooks, for an entity without its own.
+fn derived_behavior(model: &Ident) -> TokenStream {
+    let Glue {
+        after_save,
+        before_delete,
+        after_delete,
+    } = glue(&quote!(Entity), &quote!(#model));
+    quote! {
+        #[::turbo_model::__private::sea_orm::prelude::async_trait::async_trait]
+        #[automatically_derived]
+        impl ::turbo_model::__private::sea_orm::ActiveModelBehavior for ActiveModel {
+            #after_save
+            #before_delete
+            #after_delete
+        }
+    }
+}
+
+/// The three glue methods of `ActiveModelBehavior`, as `async fn`s for `async_trait`.
+pub(crate) struct Glue {
+    pub(crate) after_save: TokenStream,
+    pub(crate) before_delete: TokenStream,
+    pub(crate) after_delete: TokenStream,
+}
+
+pub(crate) fn glue(entity: &TokenStream, model: &TokenStream) -> Glue {
+    let sea_orm = quote!(::turbo_model::__private::sea_orm);
+    let result = |ok: TokenStream| quote!(::core::result::Result<#ok, #sea_orm::DbErr>);
+    let model_result = result(model.clone());
+    let self_result = result(quote!(Self));
+    Glue {
+        after_save: quote! {
+            async fn after_save<C>(model: #model, db: &C, insert: bool) -> #model_result
+            where
+                C: #sea_orm::ConnectionTrait,
+            {
+                ::turbo_model::__private::after_save::<#entity, C>(model, db, insert).await
+            }
+        },
+        before_delete: quote! {
+            async fn before_delete<C>(self, db: &C) -> #self_result
+            where
+                C: #sea_orm::ConnectionTrait,
+            {
+                ::turbo_model::__private::before_delete(self, db).await
+            }
+        },
+        after_delete: quote! {
+            async fn after_delete<C>(self, db: &C) -> #self_result
+            where
+                C: #sea_orm::ConnectionTrait,
+            {
+                ::turbo_model::__private::after_delete(self, db).await
+            }
+        },
+    }
+}
+
+/// The `EntityInfo` the `turbo_subscribe` tag uses to recognise rows in template data.
+fn registration(names: &Names, keys: &[&crate::ast::Field<'_>]) -> Option<TokenStream> {
+    if keys.is_empty() {
+        return None;
+    }
+    let primary_key = &names.primary_key;
+    let fields = &names.fields;
+    Some(quote! {
+        ::turbo_model::__private::inventory::submit! {
+            ::turbo_model::__private::EntityInfo {
+                prefix: <Entity as ::turbo_model::StreamEntity>::stream_prefix,
+                module: ::core::module_path!(),
+                primary_key: &[#(#primary_key),*],
+                fields: &[#(#fields),*],
+            }
+        }
+    })
+}

@@ -1,0 +1,184 @@
+//! Validation phase: turns the parsed input and its attributes into the [`Model`] that
+//! code generation needs, reporting what cannot work.
+//!
+//! Every check records its error and carries on with a best guess, so that the generated
+//! code is still a complete stub: one mistake gives one error, not a cascade of
+//! "method not found" in the user's hooks.
+
+use syn::ext::IdentExt;
+use syn::{GenericArgument, Ident, LitStr, Path, PathArguments, Type};
+
+use crate::ast::{Field, Input};
+use crate::attr::{Errors, FieldAttrs, StructAttrs};
+
+/// Everything code generation needs to know about the `Model`.
+pub(crate) struct Model<'a> {
+    pub(crate) ident: &'a Ident,
+    pub(crate) prefix: Prefix,
+    pub(crate) custom_behavior: bool,
+    /// The primary key fields, in declaration order (SeaORM's key order).
+    pub(crate) keys: Vec<&'a Field<'a>>,
+    pub(crate) parent: Option<ParentField<'a>>,
+    /// The serialized field names; `None` when a key field is never serialized, so the
+    /// `turbo_subscribe` tag could not find the row's stream from its data.
+    pub(crate) names: Option<Names>,
+}
+
+/// Where the stream prefix comes from.
+pub(crate) enum Prefix {
+    /// `#[stream(prefix = "...")]`, or else `#[sea_orm(table_name = "...")]`.
+    Literal(LitStr),
+    /// Neither: SeaORM's `EntityName::table_name` at run time.
+    TableName,
+}
+
+/// The field marked `#[stream(parent = ...)]`.
+pub(crate) struct ParentField<'a> {
+    pub(crate) field: &'a Field<'a>,
+    /// `None` when the attribute was malformed (already reported): the stub then uses the
+    /// entity's own prefix.
+    pub(crate) entity: Option<Path>,
+    /// Whether the field is an `Option`, so the parent stream is one too.
+    pub(crate) optional: bool,
+}
+
+/// The serialized names of the key and of all fields.
+pub(crate) struct Names {
+    pub(crate) primary_key: Vec<String>,
+    pub(crate) fields: Vec<String>,
+}
+
+pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Model<'a> {
+    let attrs = StructAttrs::from_attrs(input.attrs, errors);
+    let fields: Vec<(&Field<'_>, FieldAttrs)> = input
+        .fields
+        .iter()
+        .map(|field| (field, FieldAttrs::from_attrs(field.attrs, errors)))
+        .collect();
+
+    let keys: Vec<&Field<'_>> = fields
+        .iter()
+        .filter(|(_, attrs)| attrs.primary_key)
+        .map(|(field, _)| *field)
+        .collect();
+    if keys.is_empty() {
+        errors.spanned(
+            input.ident,
+            "`ModelStream` needs a field marked `#[sea_orm(primary_key)]`",
+        );
+    }
+
+    let mut parent: Option<ParentField<'_>> = None;
+    for (field, attrs) in &fields {
+        let Some(attr) = &attrs.parent else { continue };
+        if parent.is_some() {
+            errors.spanned(&attr.key, "only one field can be the parent stream");
+            continue;
+        }
+        parent = Some(ParentField {
+            field,
+            entity: attr.entity.clone(),
+            optional: is_option(field.ty),
+        });
+    }
+
+    let names = names(&fields, &attrs);
+    let prefix = match attrs.prefix.or(attrs.table_name) {
+        Some(lit) => Prefix::Literal(lit),
+        None => Prefix::TableName,
+    };
+
+    Model {
+        ident: input.ident,
+        prefix,
+        custom_behavior: attrs.custom_behavior,
+        names,
+        keys,
+        parent,
+    }
+}
+
+fn names(fields: &[(&Field<'_>, FieldAttrs)], attrs: &StructAttrs) -> Option<Names> {
+    let mut names = Names {
+        primary_key: Vec::new(),
+        fields: Vec::new(),
+    };
+    for (field, field_attrs) in fields {
+        if field_attrs.skip_serializing {
+            if field_attrs.primary_key {
+                return None;
+            }
+            continue;
+        }
+        let name = field_attrs.rename.clone().unwrap_or_else(|| {
+            let rust_name = field.ident.unraw().to_string();
+            match attrs.rename_all {
+                Some(rule) => rule.apply(&rust_name),
+                None => rust_name,
+            }
+        });
+        if field_attrs.primary_key {
+            names.primary_key.push(name.clone());
+        }
+        names.fields.push(name);
+    }
+    Some(names)
+}
+
+/// Whether `ty` is written `Option<T>`, `std::option::Option<T>` or
+/// `core::option::Option<T>`. A type alias of an `Option` is not recognised: macros see
+/// only syntax.
+fn is_option(ty: &Type) -> bool {
+    let Type::Path(path) = ty else { return false };
+    if path.qself.is_some() {
+        return false;
+    }
+    let segments: Vec<String> = path
+        .path
+        .segments
+        .iter()
+        .map(|segment| segment.ident.to_string())
+        .collect();
+    let spelled = match segments.as_slice() {
+        [option] => option == "Option" && path.path.leading_colon.is_none(),
+        [root, module, option] => {
+            (root == "std" || root == "core") && module == "option" && option == "Option"
+        }
+        _ => false,
+    };
+    let Some(last) = path.path.segments.last() else {
+        return false;
+    };
+    spelled
+        && matches!(
+            &last.arguments,
+            PathArguments::AngleBracketed(args)
+                if args.args.len() == 1
+                    && matches!(args.args.first(), Some(GenericArgument::Type(_)))
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_option;
+
+    #[test]
+    fn option_is_recognised_by_its_usual_spellings() {
+        for ty in [
+            "Option<i32>",
+            "std::option::Option<i32>",
+            "::core::option::Option<String>",
+        ] {
+            assert!(is_option(&syn::parse_str(ty).expect(ty)), "{ty}");
+        }
+        for ty in [
+            "i32",
+            "Vec<i32>",
+            "my::Option<i32>",
+            "Option",
+            "<T as X>::Option<i32>",
+        ] {
+            assert!(!is_option(&syn::parse_str(ty).expect(ty)), "{ty}");
+        }
+    }
+}
