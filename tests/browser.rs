@@ -114,8 +114,8 @@ async fn two_users_chat() -> Result<(), BrowserError> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_closed_socket_reconnects_by_itself_whatever_the_close_code()
--> Result<(), BrowserError> {
+async fn a_closed_socket_reconnects_by_itself_whatever_the_close_code() -> Result<(), BrowserError>
+{
     tokio::time::timeout(WHOLE_TEST, reconnects())
         .await
         .unwrap_or_else(|_| panic!("the browser test took longer than {WHOLE_TEST:?}"))
@@ -127,7 +127,8 @@ async fn reconnects() -> Result<(), BrowserError> {
     let browser = Browser::start().await?;
     let page = browser.open_page().await?;
     page.show_on_failure("#messages");
-    page.goto(&format!("{}/rooms/{room}/", chat.base_url)).await?;
+    page.goto(&format!("{}/rooms/{room}/", chat.base_url))
+        .await?;
     page.wait_for(SUBSCRIBED, STEP).await?;
     page.execute("window.__marker = 1", vec![]).await?;
 
@@ -155,7 +156,11 @@ async fn reconnects() -> Result<(), BrowserError> {
         page.wait_for_text(MESSAGE_TEXTS, &text, STEP).await?;
         assert_eq!(page.texts_of(MESSAGE_TEXTS).await?.len(), round + 1);
     }
-    assert_eq!(marker(&page).await?, json!(1), "the page was never reloaded");
+    assert_eq!(
+        marker(&page).await?,
+        json!(1),
+        "the page was never reloaded"
+    );
     page.close().await?;
     Ok(())
 }

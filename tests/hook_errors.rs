@@ -7,7 +7,9 @@ use turbo_model::{HookErrors, ModelStream, Saved, Turbo};
 mod task {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize,
+    )]
     #[sea_orm(table_name = "task")]
     pub(crate) struct Model {
         #[sea_orm(primary_key)]

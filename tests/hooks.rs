@@ -14,7 +14,9 @@ use turbo_model_tests::db::PgDatabase;
 mod board {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize,
+    )]
     #[sea_orm(table_name = "board")]
     pub(crate) struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -29,7 +31,9 @@ mod board {
 mod note {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize,
+    )]
     #[sea_orm(table_name = "note")]
     pub(crate) struct Model {
         #[sea_orm(primary_key)]
@@ -46,7 +50,9 @@ mod note {
 mod fragile {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize,
+    )]
     #[sea_orm(table_name = "fragile")]
     pub(crate) struct Model {
         #[sea_orm(primary_key)]
@@ -74,7 +80,10 @@ fn seen(board: i32) -> Vec<String> {
 
 fn record(hook: &str, event: &str, note: &note::Model) {
     if let Ok(mut seen) = SEEN.lock() {
-        seen.push(format!("{hook} {event} board={} {}", note.board_id, note.text));
+        seen.push(format!(
+            "{hook} {event} board={} {}",
+            note.board_id, note.text
+        ));
     }
 }
 
@@ -86,10 +95,16 @@ impl ModelStream for NoteStream {
     type Entity = note::Entity;
 
     fn on_save(&self, note: &note::Model, saved: Saved) -> turbo_model::Result<()> {
-        record("NoteStream", if saved.created { "created" } else { "updated" }, note);
+        record(
+            "NoteStream",
+            if saved.created { "created" } else { "updated" },
+            note,
+        );
         let stream = note.parent_stream();
         let broadcast = if saved.created {
-            stream.append("note.html", context! { note }).target("notes")
+            stream
+                .append("note.html", context! { note })
+                .target("notes")
         } else {
             stream
                 .replace("note.html", context! { note })
@@ -186,7 +201,10 @@ fn turbo() -> &'static Turbo {
         logs();
         Turbo::builder()
             .secret("hooks test secret, thirty-two bytes or more")
-            .template("note.html", r#"<p id="note-{{ note.id }}">{{ note.text }}</p>"#)
+            .template(
+                "note.html",
+                r#"<p id="note-{{ note.id }}">{{ note.text }}</p>"#,
+            )
             .install()
             .unwrap_or_else(|e| panic!("install: {e}"))
     })
@@ -289,7 +307,10 @@ async fn hooks_follow_every_activemodel_write(db: &DatabaseConnection, board: i3
     .await
     .expect("update");
     assert_eq!(updated.board_id, board);
-    assert_eq!(watcher.html().await, replace(first.id, "first &lt;edited&gt;"));
+    assert_eq!(
+        watcher.html().await,
+        replace(first.id, "first &lt;edited&gt;")
+    );
 
     // save: insert path, then update path
     let second = note::ActiveModel {
@@ -401,7 +422,10 @@ async fn a_broken_hook_never_fails_the_write(db: &DatabaseConnection, text: &str
         logs.contains("hook `hooks::BrokenTemplate` on entity `hooks::fragile::Entity` failed: rendering `missing/template.html` failed:"),
         "{logs}"
     );
-    assert!(logs.contains(r#"template="missing/template.html""#), "{logs}");
+    assert!(
+        logs.contains(r#"template="missing/template.html""#),
+        "{logs}"
+    );
     assert!(
         logs.contains("hook `hooks::Panics` on entity `hooks::fragile::Entity` failed: the hook panicked: boom in a hook"),
         "{logs}"

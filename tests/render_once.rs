@@ -21,12 +21,20 @@ async fn one_render_and_one_frame_for_a_hundred_subscribers() {
 
     let first = clients[0].json().await;
     for client in &mut clients[1..] {
-        assert_eq!(client.json().await, first, "every subscriber gets the same frame");
+        assert_eq!(
+            client.json().await,
+            first,
+            "every subscriber gets the same frame"
+        );
     }
     let after = turbo().metrics();
     assert_eq!(after.renders - before.renders, 1, "one render");
     assert_eq!(after.broadcasts - before.broadcasts, 1, "one broadcast");
     assert_eq!(after.frames - before.frames, 1, "one serialized frame");
-    assert_eq!(after.deliveries - before.deliveries, 100, "one queue push each");
+    assert_eq!(
+        after.deliveries - before.deliveries,
+        100,
+        "one queue push each"
+    );
     assert_eq!(after.subscriptions, 100);
 }

@@ -32,13 +32,23 @@ async fn message_created_in_room_reaches_every_subscriber_as_the_rendered_compon
     let mut a = subscribed_client(&server, room).await;
     let mut b = subscribed_client(&server, room).await;
 
-    assert_eq!(server.post_message(room, "  hello <world> & \"you\"  ").await, 303);
+    assert_eq!(
+        server
+            .post_message(room, "  hello <world> & \"you\"  ")
+            .await,
+        303
+    );
 
     let html = format!(
         "<turbo-stream action=\"append\" target=\"messages\"><template>{}</template></turbo-stream>",
-        message_li(room, server.first_id(), "hello &lt;world&gt; &amp; &quot;you&quot;")
+        message_li(
+            room,
+            server.first_id(),
+            "hello &lt;world&gt; &amp; &quot;you&quot;"
+        )
     );
-    let expected = json!({"type": "message", "stream": format!("room:{room}"), "seq": 1, "html": html});
+    let expected =
+        json!({"type": "message", "stream": format!("room:{room}"), "seq": 1, "html": html});
     assert_eq!(a.json().await, expected);
     assert_eq!(b.json().await, expected);
 }
@@ -62,7 +72,12 @@ async fn deleted_message_is_removed_from_every_subscriber() {
             "html": format!("<turbo-stream action=\"remove\" target=\"message-{id}\"></turbo-stream>")
         })
     );
-    assert!(!server.room_page(room).await.contains(&format!("message-{id}")));
+    assert!(
+        !server
+            .room_page(room)
+            .await
+            .contains(&format!("message-{id}"))
+    );
 }
 
 #[tokio::test]
@@ -96,8 +111,14 @@ async fn tampered_token_is_refused_and_the_connection_keeps_working() {
     let mut client = Client::connect(&server.ws_url()).await;
 
     for (bad, message) in [
-        (forged.as_str(), "stream token refused: the token's signature does not match its stream name"),
-        ("room:1", "stream token refused: the token is malformed: expected `name.signature`"),
+        (
+            forged.as_str(),
+            "stream token refused: the token's signature does not match its stream name",
+        ),
+        (
+            "room:1",
+            "stream token refused: the token is malformed: expected `name.signature`",
+        ),
         ("", "stream token refused: the token is empty"),
     ] {
         client
@@ -117,7 +138,10 @@ async fn tampered_token_is_refused_and_the_connection_keeps_working() {
             .send_text(json!({"type": "subscribe", "stream": truncated}).to_string())
             .await;
         let reply = client.json().await;
-        assert_eq!(reply["code"], "invalid_token", "truncated by {cut}: {reply}");
+        assert_eq!(
+            reply["code"], "invalid_token",
+            "truncated by {cut}: {reply}"
+        );
     }
 
     let reply = client.subscribe(&token).await;
@@ -133,7 +157,11 @@ async fn inbound_message_over_64_kib_closes_with_1009_and_the_server_keeps_servi
 
     let mut at_limit = Client::connect(&server.ws_url()).await;
     at_limit.send_text("x".repeat(MAX_INBOUND_BYTES)).await;
-    assert_eq!(at_limit.json().await["code"], "bad_request", "64 KiB is still read");
+    assert_eq!(
+        at_limit.json().await["code"],
+        "bad_request",
+        "64 KiB is still read"
+    );
 
     let mut over = Client::connect(&server.ws_url()).await;
     over.send_text("x".repeat(MAX_INBOUND_BYTES + 1)).await;
@@ -169,7 +197,10 @@ async fn malformed_frames_get_error_frames_not_a_dropped_connection() {
     let reply = client.json().await;
     assert_eq!(reply["code"], "bad_request");
     assert!(
-        reply["message"].as_str().unwrap_or_default().contains("unknown variant `dance`"),
+        reply["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown variant `dance`"),
         "{reply}"
     );
     client.send(Message::binary(vec![1, 2, 3])).await;
@@ -208,7 +239,9 @@ async fn subscriptions_per_connection_are_bounded() {
     let mut client = Client::connect(&server.ws_url()).await;
     let limit = turbo_model::DEFAULT_MAX_SUBSCRIPTIONS;
     for i in 0..limit {
-        let token = turbo().sign(&format!("limit-test:{i}")).expect("valid name");
+        let token = turbo()
+            .sign(&format!("limit-test:{i}"))
+            .expect("valid name");
         client.subscribe(&token).await;
     }
     let one_more = turbo().sign("limit-test:extra").expect("valid name");
@@ -253,7 +286,10 @@ async fn bad_form_input_is_refused_and_broadcasts_nothing() {
         .await
         .expect("request");
     assert_eq!(missing_field.status(), 422);
-    assert_eq!(server.delete_message(room, server.first_id() + 999).await, 404);
+    assert_eq!(
+        server.delete_message(room, server.first_id() + 999).await,
+        404
+    );
 
     client.expect_silence(Duration::from_millis(300)).await;
 }

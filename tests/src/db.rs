@@ -25,9 +25,9 @@ impl PgDatabase {
     /// When the server is unreachable or refuses; the message says which URL was tried.
     pub async fn create(tag: &str) -> Result<Self, String> {
         let admin_url = postgres_admin_url();
-        let admin = Database::connect(&admin_url)
-            .await
-            .map_err(|e| format!("PostgreSQL at {admin_url} (start it with `service postgresql start`): {e}"))?;
+        let admin = Database::connect(&admin_url).await.map_err(|e| {
+            format!("PostgreSQL at {admin_url} (start it with `service postgresql start`): {e}")
+        })?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())

@@ -46,11 +46,8 @@ impl ChatServer {
     /// If the database or the listener cannot be set up.
     pub async fn start() -> Self {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let file = std::env::temp_dir().join(format!(
-            "turbo-model-chat-{}-{}.db",
-            std::process::id(),
-            n
-        ));
+        let file =
+            std::env::temp_dir().join(format!("turbo-model-chat-{}-{}.db", std::process::id(), n));
         let _ = std::fs::remove_file(&file);
         let url = format!("sqlite://{}?mode=rwc", file.display());
         let db = chat::database(&url)

@@ -28,6 +28,10 @@ impl Errors {
         self.push(syn::Error::new_spanned(tokens, message));
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
     pub(crate) fn into_compile_error(self) -> TokenStream {
         self.0
             .map(syn::Error::into_compile_error)

@@ -77,10 +77,23 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
             parse_quote!(#[::turbo_model::__private::sea_orm::prelude::async_trait::async_trait]),
         );
     }
-    Ok(imp.into_token_stream())
+    let installed = installed_marker(&imp);
+    let mut tokens = imp.into_token_stream();
+    tokens.extend(installed);
+    Ok(tokens)
 }
 
-fn check_trait(imp: &ItemImpl) -> syn::Result<()> {
+/// Marks the impl's `ActiveModel` as running turbo-model's hooks (see the derive's
+/// `custom_behavior` check).
+pub(crate) fn installed_marker(imp: &ItemImpl) -> TokenStream {
+    let self_ty = &imp.self_ty;
+    quote! {
+        #[automatically_derived]
+        impl ::turbo_model::__private::BehaviorInstalled for #self_ty {}
+    }
+}
+
+pub(crate) fn check_trait(imp: &ItemImpl) -> syn::Result<()> {
     let Some((bang, path, _)) = &imp.trait_ else {
         return Err(syn::Error::new_spanned(
             &imp.self_ty,

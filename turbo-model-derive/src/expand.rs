@@ -24,8 +24,10 @@ pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     let input = Input::from_syn(input)?;
     let mut errors = Errors::default();
     let model = valid::check(&input, &mut errors);
+    // The stub emitted next to attribute errors must not add errors of its own.
+    let check_behavior = errors.is_empty();
     let errors = errors.into_compile_error();
-    let generated = model_impls(&model);
+    let generated = model_impls(&model, check_behavior);
     Ok(quote! {
         #errors
         const _: () = {
@@ -34,7 +36,7 @@ pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     })
 }
 
-fn model_impls(model: &Model<'_>) -> TokenStream {
+fn model_impls(model: &Model<'_>, check_behavior: bool) -> TokenStream {
     let ident = model.ident;
     let entity = quote!(Entity);
     let prefix_body = match &model.prefix {
@@ -56,7 +58,13 @@ fn model_impls(model: &Model<'_>) -> TokenStream {
         .parent
         .as_ref()
         .map(|parent| parent_stream(parent, &prefix));
-    let behavior = (!model.custom_behavior).then(|| derived_behavior(ident));
+    let behavior = if !model.custom_behavior {
+        derived_behavior(ident)
+    } else if check_behavior {
+        installed_check()
+    } else {
+        TokenStream::new()
+    };
     let registration = model
         .names
         .as_ref()
@@ -184,6 +192,17 @@ fn parent_stream(parent: &ParentField<'_>, own_prefix: &TokenStream) -> TokenStr
 }
 
 /// The `ActiveModelBehavior` impl that runs the hooks, for an entity without its own.
+/// With `custom_behavior`, fails the build unless the entity's own impl carries
+/// `#[turbo_model::active_model_behavior]` (which implements the marker).
+fn installed_check() -> TokenStream {
+    quote! {
+        const _: fn() = || {
+            fn behavior_runs_turbo_model_hooks<T: ::turbo_model::__private::BehaviorInstalled>() {}
+            behavior_runs_turbo_model_hooks::<ActiveModel>();
+        };
+    }
+}
+
 fn derived_behavior(model: &Ident) -> TokenStream {
     let Glue {
         after_save,

@@ -88,8 +88,13 @@ pub fn active_model_behavior(args: TokenStream, input: TokenStream) -> TokenStre
     let original = proc_macro2::TokenStream::from(input.clone());
     behavior::expand(args.into(), input.into())
         .unwrap_or_else(|error| {
-            // Keep the user's impl, so that the one error is all they see.
+            // Keep the user's impl (and mark it), so that the one error is all they see.
             let mut tokens = error.into_compile_error();
+            if let Ok(imp) = syn::parse2::<syn::ItemImpl>(original.clone())
+                && behavior::check_trait(&imp).is_ok()
+            {
+                tokens.extend(behavior::installed_marker(&imp));
+            }
             tokens.extend(original);
             tokens
         })

@@ -113,12 +113,18 @@ pub enum Content {
 impl Content {
     /// A template rendered with `context`.
     pub fn template(name: impl Into<String>, context: Context) -> Self {
-        Self::Template { name: name.into(), context }
+        Self::Template {
+            name: name.into(),
+            context,
+        }
     }
 
     /// A Tera component rendered with `context` as its arguments.
     pub fn component(name: impl Into<String>, context: Context) -> Self {
-        Self::Component { name: name.into(), context }
+        Self::Component {
+            name: name.into(),
+            context,
+        }
     }
 
     /// Trusted markup, inserted as it is.
@@ -187,7 +193,11 @@ impl Broadcast {
             stream: stream.into(),
             action,
             target: None,
-            content: if action.takes_content() { content } else { None },
+            content: if action.takes_content() {
+                content
+            } else {
+                None
+            },
             method: Method::Replace,
             preserve_scroll: false,
         }
@@ -265,7 +275,10 @@ impl Broadcast {
             (_, false) => {}
         }
         if self.method == Method::Morph
-            && matches!(self.action, Action::Refresh | Action::Replace | Action::Update)
+            && matches!(
+                self.action,
+                Action::Refresh | Action::Replace | Action::Update
+            )
         {
             push_attribute(&mut html, "method", "morph");
         }
@@ -397,7 +410,10 @@ mod tests {
             r#"<turbo-stream action="refresh" method="morph" scroll="preserve"></turbo-stream>"#
         );
         let plain = Broadcast::new("s", Action::Refresh, None);
-        assert_eq!(html(&plain), r#"<turbo-stream action="refresh"></turbo-stream>"#);
+        assert_eq!(
+            html(&plain),
+            r#"<turbo-stream action="refresh"></turbo-stream>"#
+        );
     }
 
     #[test]
@@ -430,8 +446,12 @@ mod tests {
 
     #[test]
     fn template_content_without_turbo_is_not_installed() {
-        let b = Broadcast::new("s", Action::Append, Some(Content::template("a.html", Context::new())))
-            .target("t");
+        let b = Broadcast::new(
+            "s",
+            Action::Append,
+            Some(Content::template("a.html", Context::new())),
+        )
+        .target("t");
         assert!(matches!(b.to_html_with(None), Err(Error::NotInstalled)));
     }
 

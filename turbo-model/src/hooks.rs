@@ -187,20 +187,19 @@ impl<H: ModelStream> ErasedHook for H {
     }
 }
 
-static REGISTRY: LazyLock<HashMap<TypeId, Vec<&'static HookRegistration>>> =
-    LazyLock::new(|| {
-        let mut by_entity: HashMap<TypeId, Vec<&'static HookRegistration>> = HashMap::new();
-        for registration in inventory::iter::<HookRegistration> {
-            by_entity
-                .entry((registration.entity)())
-                .or_default()
-                .push(registration);
-        }
-        for hooks in by_entity.values_mut() {
-            hooks.sort_by_key(|h| h.name);
-        }
+static REGISTRY: LazyLock<HashMap<TypeId, Vec<&'static HookRegistration>>> = LazyLock::new(|| {
+    let mut by_entity: HashMap<TypeId, Vec<&'static HookRegistration>> = HashMap::new();
+    for registration in inventory::iter::<HookRegistration> {
         by_entity
-    });
+            .entry((registration.entity)())
+            .or_default()
+            .push(registration);
+    }
+    for hooks in by_entity.values_mut() {
+        hooks.sort_by_key(|h| h.name);
+    }
+    by_entity
+});
 
 /// The hooks registered for entity `E`, in run order.
 pub fn hooks_for<E: EntityTrait>() -> impl ExactSizeIterator<Item = &'static str> {
@@ -208,9 +207,7 @@ pub fn hooks_for<E: EntityTrait>() -> impl ExactSizeIterator<Item = &'static str
 }
 
 fn registrations<E: EntityTrait>() -> &'static [&'static HookRegistration] {
-    REGISTRY
-        .get(&TypeId::of::<E>())
-        .map_or(&[], Vec::as_slice)
+    REGISTRY.get(&TypeId::of::<E>()).map_or(&[], Vec::as_slice)
 }
 
 /// Whether any hook watches entity `E`; the glue skips all work when none does.

@@ -284,8 +284,8 @@ impl Hub {
         };
         self.metrics.frame_built();
         let mut delivered = 0;
-        state.subscribers.retain(|subscriber| {
-            match subscriber.queue.try_send(frame.clone()) {
+        state.subscribers.retain(
+            |subscriber| match subscriber.queue.try_send(frame.clone()) {
                 Ok(()) => {
                     delivered += 1;
                     true
@@ -306,8 +306,8 @@ impl Hub {
                     self.metrics.unsubscribed();
                     false
                 }
-            }
-        });
+            },
+        );
         if state.subscribers.is_empty() {
             shard.streams.remove(stream);
         }

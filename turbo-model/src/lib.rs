@@ -76,10 +76,12 @@
 //!
 //! turbo_model::register!(MessageStream);
 //!
+//! # fn main() {
 //! let m = message::Model { id: 3, room_id: 1, text: "hi".into() };
 //! assert_eq!(m.stream().name(), "message:3");
 //! assert_eq!(m.parent_stream().name(), "room:1");
 //! assert_eq!(message::Entity::stream_of(3).name(), "message:3");
+//! # }
 //! ```
 //!
 //! The room page subscribes with one tag (`{% turbo_subscribe room %}` works too):
@@ -129,6 +131,28 @@
 //! addressed by [`target`](Broadcast::target) (an id) or [`targets`](Broadcast::targets)
 //! (a CSS selector). Content is a template, a Tera component, or literal HTML
 //! ([`Content`]).
+//!
+//! ## Templates
+//!
+//! [`Builder::templates`] loads a folder; templates are named by their path below it with
+//! `/` separators (`chat/components/message.html`); names starting with `.` are skipped;
+//! `.html`, `.htm` and `.xml` templates autoescape. Syntax errors fail the build of the
+//! [`Turbo`], naming the template and the line.
+//!
+//! `<% turbo_subscribe room %>` (or the Django spelling `{% turbo_subscribe room %}`)
+//! renders the subscription element for one or more models, stream names or lists of
+//! them, separated by spaces or commas:
+//!
+//! ```html
+//! <turbo-model-stream-source src="/turbo-model/ws" streams="cm9vbTox.…"></turbo-model-stream-source>
+//! <script type="module" src="/turbo-model/client.js"></script>
+//! ```
+//!
+//! A string is a stream name. A model is recognised by the fields it serialized to: the
+//! entity deriving `ModelStream` with exactly those fields or, when several fit, the one
+//! whose table or module is named like the expression's last identifier (`room` in
+//! `message.room`). When none fits, rendering fails with an error naming the template,
+//! the line and the expression.
 //!
 //! ## Hooks
 //!
@@ -202,9 +226,19 @@ pub use turbo_model_derive::{ModelStream, active_model_behavior};
 /// Write it once, at module level, next to the hook. Hooks of one entity run in the
 /// order of their names (`module::Type`).
 ///
-/// ```ignore
+/// ```
+/// # mod message { use sea_orm::entity::prelude::*;
+/// #   #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize)]
+/// #   #[sea_orm(table_name = "message")]
+/// #   pub struct Model { #[sea_orm(primary_key)] pub id: i32 }
+/// #   #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)] pub enum Relation {}
+/// # }
 /// struct MessageStream;
-/// impl turbo_model::ModelStream for MessageStream { /* ... */ }
+///
+/// impl turbo_model::ModelStream for MessageStream {
+///     type Entity = message::Entity;
+/// }
+///
 /// turbo_model::register!(MessageStream);
 /// ```
 ///
@@ -231,6 +265,15 @@ pub mod __private {
     pub use crate::model::EntityInfo;
     pub use inventory;
     pub use sea_orm;
+
+    /// Implemented for an `ActiveModel` by `#[turbo_model::active_model_behavior]`, and
+    /// required by `#[derive(ModelStream)]` with `#[stream(custom_behavior)]`: forgetting
+    /// the attribute would otherwise silently run no hooks.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` has `#[stream(custom_behavior)]` but its `ActiveModelBehavior` impl runs no turbo-model hooks",
+        label = "add `#[turbo_model::active_model_behavior]` above `impl ActiveModelBehavior for ActiveModel`"
+    )]
+    pub trait BehaviorInstalled {}
 
     /// The stream of one row, from its prefix and key values.
     pub fn row_stream(prefix: &str, keys: &[&dyn core::fmt::Display]) -> crate::Stream {

@@ -89,9 +89,8 @@ impl Signer {
         #[allow(clippy::expect_used)]
         getrandom::fill(&mut key).expect("the operating system provides randomness");
         Self {
-            mac: <HmacSha256 as KeyInit>::new_from_slice(&key).unwrap_or_else(|_| {
-                unreachable!("HMAC takes keys of any length")
-            }),
+            mac: <HmacSha256 as KeyInit>::new_from_slice(&key)
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
         }
     }
 
@@ -233,9 +232,6 @@ mod tests {
     fn random_signers_do_not_accept_each_others_tokens() {
         let a = Signer::random();
         let b = Signer::random();
-        assert_eq!(
-            b.verify(&a.sign(&name("x"))),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(b.verify(&a.sign(&name("x"))), Err(TokenError::BadSignature));
     }
 }

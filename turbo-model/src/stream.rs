@@ -210,7 +210,10 @@ mod tests {
         let b = row_stream_name("t", [&"a" as &dyn fmt::Display, &"b,c"]);
         assert_eq!(a, "t:a%2Cb,c");
         assert_eq!(b, "t:a,b%2Cc");
-        assert_eq!(row_stream_name("t", [&"100%" as &dyn fmt::Display]), "t:100%25");
+        assert_eq!(
+            row_stream_name("t", [&"100%" as &dyn fmt::Display]),
+            "t:100%25"
+        );
     }
 
     #[test]
@@ -219,9 +222,6 @@ mod tests {
         let b = s.remove().target("order-1");
         assert_eq!(b.stream(), "orders");
         assert_eq!(b.action(), Action::Remove);
-        assert_eq!(
-            s.append("x.html", Context::new()).action(),
-            Action::Append
-        );
+        assert_eq!(s.append("x.html", Context::new()).action(), Action::Append);
     }
 }

@@ -183,7 +183,7 @@ pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 100;
 pub const DEFAULT_PATH: &str = "/turbo-model";
 
 impl Builder {
-    /// Loads every template below `dir` (see [the naming rule](crate::templates)).
+    /// Loads every template below `dir` (see [the naming rule](crate#templates)).
     /// May be called more than once.
     pub fn templates(mut self, dir: impl AsRef<Path>) -> Self {
         self.dirs.push(dir.as_ref().to_path_buf());
@@ -326,7 +326,10 @@ mod tests {
 
     #[test]
     fn a_short_secret_fails_the_build() {
-        let err = Turbo::builder().secret("short").build().expect_err("refused");
+        let err = Turbo::builder()
+            .secret("short")
+            .build()
+            .expect_err("refused");
         assert!(matches!(err, Error::InvalidSecret(_)), "{err}");
     }
 }

@@ -25,7 +25,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let database_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| chat::default_database_url());
+    let database_url =
+        std::env::var("DATABASE_URL").unwrap_or_else(|_| chat::default_database_url());
     let db = chat::database(&database_url)
         .await
         .map_err(|e| format!("database {database_url}: {e}"))?;
@@ -39,7 +40,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
     let url = format!("http://{}/", listener.local_addr()?);
     tracing::info!(database = %database_url, "chat is running at {url}");
-    #[allow(clippy::print_stdout, reason = "the URL to open is the program's output")]
+    #[allow(
+        clippy::print_stdout,
+        reason = "the URL to open is the program's output"
+    )]
     {
         println!("Chat running at {url} (open it in two windows; Ctrl-C stops)");
     }

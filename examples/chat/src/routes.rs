@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{Form, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, ModelTrait, QueryFilter,
     QueryOrder, Set,
@@ -73,7 +73,10 @@ pub fn router(db: DatabaseConnection, turbo: &Turbo) -> Router {
         .route("/rooms/", post(create_room))
         .route("/rooms/{id}/", get(show_room))
         .route("/rooms/{id}/messages/", post(create_message))
-        .route("/rooms/{id}/messages/{message_id}/delete", post(delete_message))
+        .route(
+            "/rooms/{id}/messages/{message_id}/delete",
+            post(delete_message),
+        )
         .route("/static/turbo.js", get(turbo_js))
         .with_state(app)
         .merge(turbo.router())
@@ -190,10 +193,7 @@ async fn create_message(
     Ok(Redirect::to(&format!("/rooms/{}/", room.id)).into_response())
 }
 
-async fn delete_message(
-    State(app): State<App>,
-    Path((id, message_id)): Path<(i32, i32)>,
-) -> Page {
+async fn delete_message(State(app): State<App>, Path((id, message_id)): Path<(i32, i32)>) -> Page {
     let message = message::Entity::find_by_id(message_id)
         .filter(message::Column::RoomId.eq(id))
         .one(&app.db)

@@ -1,23 +1,6 @@
-//! Tera 2 templates: loading a folder, the `turbo_subscribe` tag, rendering.
-//!
-//! Templates are named by their path below the folder, with `/` separators
-//! (`chat/components/message.html`). Files and folders whose names start with `.` are
-//! skipped. `.html`, `.htm` and `.xml` templates autoescape.
-//!
-//! # The `turbo_subscribe` tag
-//!
-//! `<% turbo_subscribe room %>` (or the Django spelling `{% turbo_subscribe room %}`)
-//! renders the subscription element for one or more models or stream names:
-//!
-//! ```html
-//! <turbo-model-stream-source src="/turbo-model/ws" streams="cm9vbTox.…"></turbo-model-stream-source>
-//! <script type="module" src="/turbo-model/client.js"></script>
-//! ```
-//!
-//! A string argument is a stream name. A model argument is recognised by the fields it
-//! serialized to: the entity (deriving `ModelStream`) with exactly those fields, or, when
-//! several entities fit, the one whose table or module is named like the expression's
-//! last identifier (`room` in `message.room`). A list subscribes to each element.
+//! Tera 2 templates: loading a folder, the `turbo_subscribe` tag, rendering. The rules
+//! users see (naming, autoescape, how the tag finds a model's stream) are documented in
+//! the crate docs, section "Templates".
 
 mod tag;
 
@@ -216,7 +199,11 @@ fn collect_streams(
         );
         out.push(StreamName::new(name).map_err(|e| format!("turbo_subscribe: {e}"))?);
     } else {
-        let shown = if expr_name.is_empty() { "argument" } else { expr_name };
+        let shown = if expr_name.is_empty() {
+            "argument"
+        } else {
+            expr_name
+        };
         return Err(format!(
             "turbo_subscribe: cannot subscribe to `{shown}`, a {}: expected a model, a stream name or a list of them",
             kind_name(value)
@@ -243,7 +230,8 @@ fn find_entity(
     keys: &BTreeSet<&str>,
     expr_name: &str,
 ) -> std::result::Result<&'static EntityInfo, String> {
-    let shaped: Vec<&'static EntityInfo> = model::entities().filter(|e| e.has_shape(keys)).collect();
+    let shaped: Vec<&'static EntityInfo> =
+        model::entities().filter(|e| e.has_shape(keys)).collect();
     if let [only] = shaped.as_slice() {
         return Ok(only);
     }
@@ -263,13 +251,21 @@ fn find_entity(
         (_, []) => Err(format!(
             "turbo_subscribe: `{}` is not a model that derives ModelStream (fields: {}); \
              pass a stream name instead",
-            if expr_name.is_empty() { "argument" } else { expr_name },
+            if expr_name.is_empty() {
+                "argument"
+            } else {
+                expr_name
+            },
             keys.iter().copied().collect::<Vec<_>>().join(", ")
         )),
         (_, candidates) => Err(format!(
             "turbo_subscribe: `{}` could be any of {}; name the variable after its table \
              or pass a stream name",
-            if expr_name.is_empty() { "argument" } else { expr_name },
+            if expr_name.is_empty() {
+                "argument"
+            } else {
+                expr_name
+            },
             candidates
                 .iter()
                 .map(|e| (e.prefix)())
@@ -327,10 +323,13 @@ mod tests {
 
     #[test]
     fn bad_arguments_name_template_and_line() {
-        let t = templates(&[("room.html", "line one\n{% turbo_subscribe count %}")]).expect("builds");
+        let t =
+            templates(&[("room.html", "line one\n{% turbo_subscribe count %}")]).expect("builds");
         let mut ctx = Context::new();
         ctx.insert("count", &3);
-        let err = t.render("room.html", &ctx).expect_err("a number is not a stream");
+        let err = t
+            .render("room.html", &ctx)
+            .expect_err("a number is not a stream");
         let text = err.to_string();
         assert!(text.starts_with("rendering `room.html` failed: "), "{text}");
         assert!(
@@ -344,8 +343,13 @@ mod tests {
     fn unknown_models_say_so() {
         let t = templates(&[("p.html", "{% turbo_subscribe thing %}")]).expect("builds");
         let mut ctx = Context::new();
-        ctx.insert("thing", &std::collections::BTreeMap::from([("zz_no_entity", 1)]));
-        let err = t.render("p.html", &ctx).expect_err("no entity has this shape");
+        ctx.insert(
+            "thing",
+            &std::collections::BTreeMap::from([("zz_no_entity", 1)]),
+        );
+        let err = t
+            .render("p.html", &ctx)
+            .expect_err("no entity has this shape");
         assert!(
             err.to_string()
                 .contains("`thing` is not a model that derives ModelStream (fields: zz_no_entity)"),
@@ -378,13 +382,17 @@ mod tests {
             t.render_component("Badge", &ctx).expect("renders"),
             r#"<span class="badge">&lt;shipped&gt;</span>"#
         );
-        let err = t.render_component("Nope", &ctx).expect_err("no such component");
+        let err = t
+            .render_component("Nope", &ctx)
+            .expect_err("no such component");
         assert_eq!(err.template(), Some("Nope"));
     }
 
     #[test]
     fn tera_syntax_errors_name_the_template() {
-        let err = templates(&[("broken.html", "{% if %}")]).err().expect("refused");
+        let err = templates(&[("broken.html", "{% if %}")])
+            .err()
+            .expect("refused");
         assert_eq!(err.template(), Some("broken.html"));
     }
 

@@ -177,7 +177,9 @@ fn split_arguments(args: &str) -> Result<Vec<&str>, &'static str> {
                 start.get_or_insert(i);
             }
             ')' | ']' | '}' => {
-                depth = depth.checked_sub(1).ok_or("unbalanced brackets in `turbo_subscribe`")?;
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or("unbalanced brackets in `turbo_subscribe`")?;
             }
             c if depth == 0 && (c.is_whitespace() || c == ',') => {
                 if let Some(s) = start.take() {

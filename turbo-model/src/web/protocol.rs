@@ -82,9 +82,7 @@ impl Reply<'_> {
 /// Parses one text frame.
 pub(crate) fn parse(text: &str) -> Result<Inbound, String> {
     serde_json::from_str(text).map_err(|e| {
-        format!(
-            "expected {{\"type\":\"subscribe\"|\"unsubscribe\",\"stream\":\"<token>\"}}: {e}"
-        )
+        format!("expected {{\"type\":\"subscribe\"|\"unsubscribe\",\"stream\":\"<token>\"}}: {e}")
     })
 }
 
@@ -115,7 +113,9 @@ mod tests {
         ] {
             let err = parse(bad).expect_err(bad);
             assert!(
-                err.starts_with(r#"expected {"type":"subscribe"|"unsubscribe","stream":"<token>"}: "#),
+                err.starts_with(
+                    r#"expected {"type":"subscribe"|"unsubscribe","stream":"<token>"}: "#
+                ),
                 "{err}"
             );
         }
@@ -124,7 +124,12 @@ mod tests {
     #[test]
     fn replies_serialize_exactly() {
         assert_eq!(
-            Reply::Subscribed { stream: "room:1", token: "t", seq: 3 }.to_json(),
+            Reply::Subscribed {
+                stream: "room:1",
+                token: "t",
+                seq: 3
+            }
+            .to_json(),
             r#"{"type":"subscribed","stream":"room:1","token":"t","seq":3}"#
         );
         assert_eq!(
@@ -137,7 +142,10 @@ mod tests {
             r#"{"type":"error","code":"invalid_token","message":"no"}"#
         );
         assert_eq!(
-            Reply::Hello { connection: "7".into() }.to_json(),
+            Reply::Hello {
+                connection: "7".into()
+            }
+            .to_json(),
             r#"{"type":"hello","connection":"7"}"#
         );
     }

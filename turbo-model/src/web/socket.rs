@@ -110,8 +110,7 @@ fn handle(turbo: &Turbo, connection: &mut Connection, request: &str) -> Option<U
         Ok(request) => request,
         Err(message) => return Some(error_reply(ErrorCode::BadRequest, message, None)),
     };
-    let (Inbound::Subscribe { stream: token } | Inbound::Unsubscribe { stream: token }) =
-        &request;
+    let (Inbound::Subscribe { stream: token } | Inbound::Unsubscribe { stream: token }) = &request;
     let stream = match turbo.verify(token) {
         Ok(stream) => stream,
         Err(error) => {
