@@ -275,6 +275,30 @@ pub mod __private {
     )]
     pub trait BehaviorInstalled {}
 
+    /// Entry points for property tests and fuzz targets: the parsers that take input
+    /// from outside the process.
+    pub mod fuzz {
+        /// Parses one inbound WebSocket text frame; `Err` holds the message the client
+        /// would get.
+        ///
+        /// # Errors
+        ///
+        /// When the frame is not a valid request.
+        pub fn parse_inbound(text: &str) -> Result<(), String> {
+            crate::web::protocol::parse(text).map(|_| ())
+        }
+
+        /// Rewrites the `turbo_subscribe` tags of a template source; `Err` holds the line
+        /// and the message.
+        ///
+        /// # Errors
+        ///
+        /// When a tag is malformed.
+        pub fn rewrite_tags(source: &str) -> Result<String, (usize, String)> {
+            crate::templates::rewrite_tags(source)
+        }
+    }
+
     /// The stream of one row, from its prefix and key values.
     pub fn row_stream(prefix: &str, keys: &[&dyn core::fmt::Display]) -> crate::Stream {
         crate::stream(crate::row_stream_name(prefix, keys.iter().copied()))

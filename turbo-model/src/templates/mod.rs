@@ -17,6 +17,13 @@ use crate::model::{self, EntityInfo};
 use crate::signing::Signer;
 use crate::stream::{StreamName, row_stream_name};
 
+/// The tag rewrite on its own, for property tests and fuzzing.
+pub(crate) fn rewrite_tags(source: &str) -> std::result::Result<String, (usize, String)> {
+    tag::rewrite(source)
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|e| (e.line, e.message))
+}
+
 /// The set of templates of one [`Turbo`](crate::Turbo), with the tag installed.
 #[derive(Clone)]
 pub(crate) struct Templates {
