@@ -230,7 +230,7 @@ impl Watcher {
     fn on(board: i32) -> Self {
         let mut connection = turbo().hub().connect();
         let name = StreamName::new(format!("board:{board}")).expect("valid name");
-        connection.subscribe(&name);
+        connection.subscribe(&name, None);
         Self(connection)
     }
 
@@ -239,9 +239,7 @@ impl Watcher {
             .await
             .unwrap_or_else(|_| panic!("no frame within 5 s"))
             .unwrap_or_else(|| panic!("hub closed"));
-        let value: serde_json::Value =
-            serde_json::from_str(frame.as_str()).unwrap_or_else(|e| panic!("{e}: {frame}"));
-        value["html"].as_str().unwrap_or_default().to_owned()
+        frame.html().to_owned()
     }
 
     async fn silent(&mut self) {

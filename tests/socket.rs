@@ -190,7 +190,7 @@ async fn malformed_frames_get_error_frames_not_a_dropped_connection() {
         json!({
             "type": "error",
             "code": "bad_request",
-            "message": "expected {\"type\":\"subscribe\"|\"unsubscribe\",\"stream\":\"<token>\"}: expected ident at line 1 column 2"
+            "message": "expected {\"type\":\"subscribe\"|\"unsubscribe\",\"stream\":\"<token>\"} or {\"type\":\"pong\"}: expected ident at line 1 column 2"
         })
     );
     client.send_text(r#"{"type":"dance","stream":"x"}"#).await;
@@ -330,4 +330,47 @@ async fn a_named_stream_carries_broadcasts_from_code_outside_the_orm() {
         client.json().await["html"],
         "<turbo-stream action=\"refresh\" method=\"morph\" scroll=\"preserve\"></turbo-stream>"
     );
+}
+
+#[tokio::test]
+async fn a_flood_of_requests_is_rate_limited_and_a_flood_of_refusals_disconnected() {
+    let server = ChatServer::start().await;
+    let mut client = Client::connect(&server.ws_url()).await;
+    for _ in 0..160 {
+        client.send_text(r#"{"type":"pong"}"#).await;
+    }
+    let mut limited = 0;
+    while let Received::Json(reply) =
+        tokio::time::timeout(Duration::from_millis(500), client.next())
+            .await
+            .unwrap_or(Received::Closed(None))
+    {
+        assert_eq!(
+            reply,
+            json!({
+                "type": "error",
+                "code": "rate_limited",
+                "message": "at most 20 requests per second (bursts of 120); this one was dropped"
+            })
+        );
+        limited += 1;
+    }
+    assert!(
+        (30..=40).contains(&limited),
+        "{limited} of 160 over a burst of 120"
+    );
+
+    let mut flooder = Client::connect(&server.ws_url()).await;
+    for _ in 0..100 {
+        flooder.send_text("not json").await;
+    }
+    for _ in 0..99 {
+        assert_eq!(flooder.json().await["code"], "bad_request");
+    }
+    match flooder.next().await {
+        Received::Closed(Some((code, reason))) => {
+            assert_eq!((code, reason.as_str()), (1008, "too many refused requests"));
+        }
+        other => panic!("expected close 1008, got {other:?}"),
+    }
 }

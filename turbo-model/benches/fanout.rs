@@ -34,7 +34,7 @@ fn turbo() -> Turbo {
     Turbo::builder()
         .secret("benchmark secret, at least thirty-two bytes")
         .template("message.html", COMPONENT)
-        .queue_capacity(1024)
+        .queue(1024, 64 * 1024 * 1024)
         .build()
         .expect("benchmark Turbo builds")
 }
@@ -78,7 +78,7 @@ fn publish(c: &mut Criterion) {
         let mut connections: Vec<_> = (0..n)
             .map(|_| {
                 let mut connection = turbo.hub().connect();
-                connection.subscribe(&room);
+                connection.subscribe(&room, None);
                 connection
             })
             .collect();

@@ -1,32 +1,46 @@
-//! The hub: who is subscribed to what, and the fan-out of one frame to all of them.
+//! The hub: who is subscribed to what, the fan-out of one frame to all of them, and the
+//! bounded history that lets a reconnecting client resume.
 //!
 //! # Ordering
 //!
 //! Each stream has a sequence number, raised by one per broadcast under the stream's
 //! lock; frames enter every subscriber's queue in that order, and a connection writes its
-//! queue in order. So on one stream, every subscriber sees broadcasts in the order they
-//! were published, numbered without gaps while it stays subscribed.
+//! queue in order. On one stream every subscriber sees broadcasts in publish order,
+//! numbered without gaps.
+//!
+//! # Resume
+//!
+//! While a stream has subscribers, and for [`history_age`](HubSettings::history_age)
+//! after its last one left, the hub keeps its last
+//! [`history_len`](HubSettings::history_len) frames (defaults: 100 frames, 5 minutes)
+//! and an *epoch*: a random number fixed when the stream's record is created. A client
+//! that reconnects subscribes with the epoch and the last sequence number it applied; the
+//! hub replays the frames after it, then the client is live. Adding the subscriber and
+//! copying the replay happen under one lock, so nothing is lost or repeated at the seam.
+//! If the frames are gone (trimmed by count or age, or the record was dropped or the
+//! process restarted, which changes the epoch), the hub answers with a [`Gap`] instead,
+//! and the client recovers (by default the page refreshes). There is never a silent hole.
 //!
 //! # Cost
 //!
-//! A broadcast is rendered once by its sender and serialized here once into a JSON text
-//! frame; every subscriber receives a clone of the same shared bytes (a reference count).
-//! Per subscriber, a broadcast costs one non-blocking queue push. A stream with no
-//! subscribers costs a hash lookup: nothing is serialized.
+//! A broadcast is rendered once by its sender and serialized here once; every subscriber
+//! receives the same shared bytes (a reference count) through one non-blocking queue
+//! push. A stream nobody watches, and nobody watched within `history_age`, costs a hash
+//! lookup: nothing is serialized or kept.
 //!
 //! # Slow consumers
 //!
-//! Each connection has a bounded queue ([`Builder::queue_capacity`], default 256 frames).
-//! A connection whose queue is full when a frame arrives is *kicked*: the frame is not
-//! queued, and the connection closes with code 1013 ("try again later") so the client
-//! reconnects. Other subscribers never wait for it.
-//!
-//! [`Builder::queue_capacity`]: crate::Builder::queue_capacity
+//! Each connection's queue is bounded by frames ([`queue_frames`](HubSettings::queue_frames),
+//! default 256) and bytes ([`queue_bytes`](HubSettings::queue_bytes), default 1 MiB). A
+//! connection whose queue would overflow is *kicked*: the frame is not queued and the
+//! connection closes with code 1013 so that its client reconnects and resumes from
+//! history. Other subscribers never wait for it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
@@ -35,22 +49,165 @@ use tokio::sync::{Notify, mpsc};
 use crate::metrics::Metrics;
 use crate::stream::StreamName;
 
+/// Limits of the hub, set through the [`Builder`](crate::Builder).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubSettings {
+    /// Frames a connection may have queued before it is kicked.
+    pub queue_frames: usize,
+    /// Bytes a connection may have queued before it is kicked.
+    pub queue_bytes: usize,
+    /// Frames of history kept per stream.
+    pub history_len: usize,
+    /// How long frames are kept, and how long a stream's record outlives its last
+    /// subscriber.
+    pub history_age: Duration,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        Self {
+            queue_frames: 256,
+            queue_bytes: 1024 * 1024,
+            history_len: 100,
+            history_age: Duration::from_secs(300),
+        }
+    }
+}
+
 /// Identifies one client connection for the life of the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(u64);
 
 impl ConnectionId {
-    /// The number, for logs.
+    /// The number, for logs and for the client's `hello`.
     pub fn get(self) -> u64 {
         self.0
     }
+}
+
+/// One broadcast as it travels: its place in the stream and its wire forms, each made
+/// once and shared by every subscriber.
+#[derive(Debug)]
+pub struct Frame {
+    stream: StreamName,
+    epoch: u64,
+    seq: u64,
+    html: Box<str>,
+    json: Utf8Bytes,
+    sse: OnceLock<Utf8Bytes>,
+}
+
+impl Frame {
+    /// The stream.
+    pub fn stream(&self) -> &StreamName {
+        &self.stream
+    }
+
+    /// The sequence number within the stream's epoch.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The epoch of the stream's record when this was published.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The `<turbo-stream>` element.
+    pub fn html(&self) -> &str {
+        &self.html
+    }
+
+    /// The WebSocket text frame.
+    pub fn json(&self) -> &Utf8Bytes {
+        &self.json
+    }
+
+    /// The Server-Sent Events record, made on first use and then shared.
+    pub fn sse(&self) -> &Utf8Bytes {
+        self.sse.get_or_init(|| {
+            let mut event = format!("id: {}\n", Position::new(self.epoch, self.seq));
+            for line in self.html.lines() {
+                event.push_str("data: ");
+                event.push_str(line);
+                event.push('\n');
+            }
+            event.push('\n');
+            Utf8Bytes::from(event)
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.json.len()
+    }
+}
+
+/// Where a client is in a stream: the epoch and the last sequence number it applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// The stream record's epoch.
+    pub epoch: u64,
+    /// The last sequence number applied.
+    pub seq: u64,
+}
+
+impl Position {
+    /// A position.
+    pub fn new(epoch: u64, seq: u64) -> Self {
+        Self { epoch, seq }
+    }
+
+    /// The epoch as the protocol writes it: 16 hex digits.
+    pub fn epoch_hex(epoch: u64) -> String {
+        format!("{epoch:016x}")
+    }
+
+    /// Parses `epoch_hex.seq`, the form used as a Server-Sent Events id.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (epoch, seq) = text.trim().split_once('.')?;
+        Some(Self {
+            epoch: u64::from_str_radix(epoch, 16).ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}.{}", self.epoch, self.seq)
+    }
+}
+
+/// Why a resume could not be served from history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gap {
+    /// The frames after the client's position were trimmed (count or age).
+    History,
+    /// The stream's record is not the one the client knew: it expired, or the server
+    /// restarted.
+    Epoch,
+}
+
+/// The outcome of a subscription.
+#[derive(Debug)]
+pub struct Subscribed {
+    /// Where the stream is now; live frames continue from `position.seq + 1`.
+    pub position: Position,
+    /// Frames the client missed, in order, to write before any queued frame.
+    pub replay: Vec<Arc<Frame>>,
+    /// Set when the client asked to resume and the hub could not fill the gap.
+    pub gap: Option<Gap>,
+    /// `false` when the connection was already subscribed (nothing changed).
+    pub new: bool,
 }
 
 /// The hub's handle on a connection: where its frames go.
 #[derive(Clone, Debug)]
 struct Subscriber {
     id: ConnectionId,
-    queue: mpsc::Sender<Utf8Bytes>,
+    queue: mpsc::Sender<Arc<Frame>>,
     shared: Arc<ConnectionShared>,
 }
 
@@ -58,6 +215,39 @@ struct Subscriber {
 struct ConnectionShared {
     kicked: AtomicBool,
     kick: Notify,
+    queued_bytes: AtomicUsize,
+}
+
+impl Subscriber {
+    /// Queues `frame` or kicks the connection. Returns whether it was queued.
+    fn push(&self, frame: &Arc<Frame>, max_bytes: usize) -> Push {
+        let len = frame.len();
+        let before = self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        if before + len > max_bytes {
+            self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            return self.kick();
+        }
+        match self.queue.try_send(Arc::clone(frame)) {
+            Ok(()) => Push::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                self.kick()
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Push::Gone,
+        }
+    }
+
+    fn kick(&self) -> Push {
+        self.shared.kicked.store(true, Ordering::Release);
+        self.shared.kick.notify_waiters();
+        Push::Kicked
+    }
+}
+
+enum Push {
+    Queued,
+    Kicked,
+    Gone,
 }
 
 /// A connection's end of the hub: its queue of frames and its kick signal.
@@ -67,7 +257,7 @@ struct ConnectionShared {
 pub struct Connection {
     hub: Arc<Hub>,
     subscriber: Subscriber,
-    queue: mpsc::Receiver<Utf8Bytes>,
+    queue: mpsc::Receiver<Arc<Frame>>,
     streams: Vec<StreamName>,
 }
 
@@ -80,13 +270,29 @@ impl Connection {
     /// The next frame for this connection, in order. `None` only once the hub is gone.
     ///
     /// Cancel-safe: a frame is never lost when the future is dropped.
-    pub async fn next_frame(&mut self) -> Option<Utf8Bytes> {
-        self.queue.recv().await
+    pub async fn next_frame(&mut self) -> Option<Arc<Frame>> {
+        let frame = self.queue.recv().await?;
+        self.dequeued(&frame);
+        Some(frame)
     }
 
     /// The next frame if one is queued, without waiting.
-    pub fn try_next_frame(&mut self) -> Option<Utf8Bytes> {
-        self.queue.try_recv().ok()
+    pub fn try_next_frame(&mut self) -> Option<Arc<Frame>> {
+        let frame = self.queue.try_recv().ok()?;
+        self.dequeued(&frame);
+        Some(frame)
+    }
+
+    fn dequeued(&self, frame: &Frame) {
+        self.subscriber
+            .shared
+            .queued_bytes
+            .fetch_sub(frame.len(), Ordering::AcqRel);
+    }
+
+    /// Bytes waiting in this connection's queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.subscriber.shared.queued_bytes.load(Ordering::Acquire)
     }
 
     /// A handle that resolves when the hub kicks this connection for falling behind.
@@ -100,15 +306,15 @@ impl Connection {
         self.subscriber.shared.kicked.load(Ordering::Acquire)
     }
 
-    /// Subscribes to `stream`. Returns the stream's current sequence number (the last
-    /// frame published before this subscription), or `None` if already subscribed.
-    pub fn subscribe(&mut self, stream: &StreamName) -> Option<u64> {
-        if self.streams.contains(stream) {
-            return None;
+    /// Subscribes to `stream`, resuming after `since` when given (see the
+    /// [module docs](self)).
+    pub fn subscribe(&mut self, stream: &StreamName, since: Option<Position>) -> Subscribed {
+        let already = self.streams.contains(stream);
+        let subscribed = self.hub.add(stream, &self.subscriber, since, !already);
+        if !already {
+            self.streams.push(stream.clone());
         }
-        let seq = self.hub.add(stream, &self.subscriber);
-        self.streams.push(stream.clone());
-        Some(seq)
+        subscribed
     }
 
     /// Unsubscribes from `stream`; returns whether it was subscribed.
@@ -153,31 +359,40 @@ impl Drop for Connection {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct StreamState {
+    epoch: u64,
     seq: u64,
+    history: VecDeque<(Instant, Arc<Frame>)>,
     subscribers: Vec<Subscriber>,
+    /// When the last subscriber left; the record is dropped `history_age` later.
+    idle_since: Option<Instant>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shard {
     streams: HashMap<StreamName, StreamState>,
+    last_sweep: Instant,
 }
 
-/// Subscriptions and fan-out for the connections of this process.
+/// Subscriptions, fan-out and history for the connections of this process.
 #[derive(Debug)]
 pub struct Hub {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
     next_connection: AtomicU64,
-    queue_capacity: usize,
+    epochs: EpochSource,
+    settings: HubSettings,
     metrics: Arc<Metrics>,
 }
 
 /// Streams are spread over this many locks, so that unrelated streams rarely contend.
 const SHARDS: usize = 16;
 
-/// The wire form of one broadcast, as every subscriber receives it.
+/// How often a shard looks for idle stream records to drop.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// The wire form of one broadcast over a WebSocket.
 #[derive(Serialize)]
 struct MessageFrame<'a> {
     r#type: &'static str,
@@ -186,32 +401,93 @@ struct MessageFrame<'a> {
     html: &'a str,
 }
 
-impl Hub {
-    /// A hub whose connections queue at most `queue_capacity` frames each.
-    pub(crate) fn new(queue_capacity: usize, metrics: Arc<Metrics>) -> Self {
+/// Epochs: random per process, distinct per stream record.
+#[derive(Debug)]
+struct EpochSource {
+    base: u64,
+    counter: AtomicU64,
+}
+
+impl EpochSource {
+    fn new() -> Self {
+        let mut bytes = [0u8; 8];
+        // Without OS randomness, the start time still makes restarts differ.
+        let base = if getrandom::fill(&mut bytes).is_ok() {
+            u64::from_le_bytes(bytes)
+        } else {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        };
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            base,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> u64 {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        // An odd multiplier makes consecutive records' epochs look unrelated while
+        // staying distinct.
+        self.base
+            .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .max(1)
+    }
+}
+
+impl Hub {
+    /// A hub with these limits.
+    pub(crate) fn new(settings: HubSettings, metrics: Arc<Metrics>) -> Self {
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        streams: HashMap::new(),
+                        last_sweep: Instant::now(),
+                    })
+                })
+                .collect(),
             hasher: RandomState::new(),
             next_connection: AtomicU64::new(1),
-            queue_capacity: queue_capacity.max(1),
+            epochs: EpochSource::new(),
+            settings: HubSettings {
+                queue_frames: settings.queue_frames.max(1),
+                ..settings
+            },
             metrics,
         }
+    }
+
+    /// The limits this hub runs with.
+    pub fn settings(&self) -> HubSettings {
+        self.settings
     }
 
     fn shard(&self, stream: &StreamName) -> MutexGuard<'_, Shard> {
         let index = (self.hasher.hash_one(stream) % SHARDS as u64) as usize;
         // A panic while holding a shard lock leaves the map consistent (no partial
         // updates span an unwind point), so a poisoned lock is still usable.
-        self.shards[index]
+        let mut shard = self.shards[index]
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if now.duration_since(shard.last_sweep) >= SWEEP_EVERY {
+            shard.last_sweep = now;
+            let age = self.settings.history_age;
+            shard.streams.retain(|_, state| {
+                state
+                    .idle_since
+                    .is_none_or(|idle| now.duration_since(idle) < age)
+            });
+        }
+        shard
     }
 
     /// Opens a connection: a queue and an id. Subscribe it with
     /// [`Connection::subscribe`]; drop it to leave every stream.
     pub fn connect(self: &Arc<Self>) -> Connection {
         let id = ConnectionId(self.next_connection.fetch_add(1, Ordering::Relaxed));
-        let (queue_tx, queue) = mpsc::channel(self.queue_capacity);
+        let (queue_tx, queue) = mpsc::channel(self.settings.queue_frames);
         self.metrics.connection_opened();
         Connection {
             hub: Arc::clone(self),
@@ -225,12 +501,50 @@ impl Hub {
         }
     }
 
-    fn add(&self, stream: &StreamName, subscriber: &Subscriber) -> u64 {
+    fn new_state(&self) -> StreamState {
+        StreamState {
+            epoch: self.epochs.next(),
+            seq: 0,
+            history: VecDeque::new(),
+            subscribers: Vec::new(),
+            idle_since: None,
+        }
+    }
+
+    fn add(
+        &self,
+        stream: &StreamName,
+        subscriber: &Subscriber,
+        since: Option<Position>,
+        new: bool,
+    ) -> Subscribed {
         let mut shard = self.shard(stream);
-        let state = shard.streams.entry(stream.clone()).or_default();
-        state.subscribers.push(subscriber.clone());
-        self.metrics.subscribed();
-        state.seq
+        let state = match shard.streams.entry(stream.clone()) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(self.new_state()),
+        };
+        trim(&mut state.history, self.settings.history_age);
+        if new {
+            state.subscribers.push(subscriber.clone());
+            state.idle_since = None;
+            self.metrics.subscribed();
+        }
+        let position = Position::new(state.epoch, state.seq);
+        let (replay, gap) = match since {
+            Some(since) if new => replay_after(state, since),
+            _ => (Vec::new(), None),
+        };
+        if gap.is_some() {
+            self.metrics.gap();
+        } else if !replay.is_empty() {
+            self.metrics.replayed(replay.len());
+        }
+        Subscribed {
+            position,
+            replay,
+            gap,
+            new,
+        }
     }
 
     fn remove(&self, stream: &StreamName, id: ConnectionId) {
@@ -241,15 +555,32 @@ impl Hub {
         if let Some(at) = state.subscribers.iter().position(|s| s.id == id) {
             state.subscribers.swap_remove(at);
             self.metrics.unsubscribed();
-        }
-        if state.subscribers.is_empty() {
-            shard.streams.remove(stream);
+            if state.subscribers.is_empty() {
+                state.idle_since = Some(Instant::now());
+            }
         }
     }
 
-    /// The last sequence number published on `stream` while it had subscribers here.
-    pub fn last_seq(&self, stream: &StreamName) -> u64 {
-        self.shard(stream).streams.get(stream).map_or(0, |s| s.seq)
+    /// Where `stream` is now, for a page being rendered: creates the stream's record if
+    /// there is none, so that broadcasts from this moment are kept (for `history_age`)
+    /// and the page's first subscription, made with this position, replays them. The
+    /// broadcasts between rendering a page and its socket connecting are not lost.
+    pub fn position_for_render(&self, stream: &StreamName) -> Position {
+        let mut shard = self.shard(stream);
+        let state = shard.streams.entry(stream.clone()).or_insert_with(|| {
+            let mut state = self.new_state();
+            state.idle_since = Some(Instant::now());
+            state
+        });
+        Position::new(state.epoch, state.seq)
+    }
+
+    /// Where `stream` is now, if this hub keeps a record of it.
+    pub fn position(&self, stream: &StreamName) -> Option<Position> {
+        self.shard(stream)
+            .streams
+            .get(stream)
+            .map(|s| Position::new(s.epoch, s.seq))
     }
 
     /// Number of connections subscribed to `stream` in this process.
@@ -260,72 +591,133 @@ impl Hub {
             .map_or(0, |s| s.subscribers.len())
     }
 
-    /// Publishes a rendered `<turbo-stream>` element to every local subscriber of
-    /// `stream`: assigns the next sequence number, serializes the frame once, and pushes
-    /// it onto each subscriber's queue. Returns the number of queues it reached.
+    /// Publishes a rendered `<turbo-stream>` element to `stream`: assigns the next
+    /// sequence number, serializes the frame once, records it in the history, and pushes
+    /// it onto each local subscriber's queue. Returns the number of queues it reached.
     pub fn deliver(&self, stream: &StreamName, html: &str) -> usize {
         let mut shard = self.shard(stream);
         let Some(state) = shard.streams.get_mut(stream) else {
             return 0;
         };
         state.seq += 1;
-        let frame = MessageFrame {
+        let json = serde_json::to_string(&MessageFrame {
             r#type: "message",
             stream: stream.as_str(),
             seq: state.seq,
             html,
-        };
-        let frame = match serde_json::to_string(&frame) {
+        });
+        let json = match json {
             Ok(json) => Utf8Bytes::from(json),
             Err(error) => {
                 tracing::error!(%stream, %error, "could not serialize a frame");
                 return 0;
             }
         };
+        let frame = Arc::new(Frame {
+            stream: stream.clone(),
+            epoch: state.epoch,
+            seq: state.seq,
+            html: html.into(),
+            json,
+            sse: OnceLock::new(),
+        });
         self.metrics.frame_built();
+        let now = Instant::now();
+        state.history.push_back((now, Arc::clone(&frame)));
+        while state.history.len() > self.settings.history_len {
+            state.history.pop_front();
+        }
+        trim(&mut state.history, self.settings.history_age);
+
+        let max_bytes = self.settings.queue_bytes;
         let mut delivered = 0;
-        state.subscribers.retain(
-            |subscriber| match subscriber.queue.try_send(frame.clone()) {
-                Ok(()) => {
+        let mut lost = 0;
+        state
+            .subscribers
+            .retain(|subscriber| match subscriber.push(&frame, max_bytes) {
+                Push::Queued => {
                     delivered += 1;
                     true
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    subscriber.shared.kicked.store(true, Ordering::Release);
-                    subscriber.shared.kick.notify_waiters();
+                Push::Kicked => {
                     self.metrics.slow_consumer_kicked();
-                    self.metrics.unsubscribed();
                     tracing::warn!(
                         connection = subscriber.id.0,
                         %stream,
-                        "connection fell behind; closing it so that it reconnects"
+                        "connection fell behind; closing it so that it reconnects and resumes"
                     );
+                    lost += 1;
                     false
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.metrics.unsubscribed();
+                Push::Gone => {
+                    lost += 1;
                     false
                 }
-            },
-        );
-        if state.subscribers.is_empty() {
-            shard.streams.remove(stream);
+            });
+        for _ in 0..lost {
+            self.metrics.unsubscribed();
+        }
+        if lost > 0 && state.subscribers.is_empty() {
+            state.idle_since = Some(now);
         }
         self.metrics.delivered(delivered);
         delivered
     }
 }
 
+/// Drops history entries older than `age`.
+fn trim(history: &mut VecDeque<(Instant, Arc<Frame>)>, age: Duration) {
+    let now = Instant::now();
+    while history
+        .front()
+        .is_some_and(|(at, _)| now.duration_since(*at) > age)
+    {
+        history.pop_front();
+    }
+}
+
+/// The frames after `since`, or why they cannot be had.
+fn replay_after(state: &StreamState, since: Position) -> (Vec<Arc<Frame>>, Option<Gap>) {
+    if since.epoch != state.epoch || since.seq > state.seq {
+        return (Vec::new(), Some(Gap::Epoch));
+    }
+    if since.seq == state.seq {
+        return (Vec::new(), None);
+    }
+    let oldest = state.history.front().map_or(state.seq + 1, |(_, f)| f.seq);
+    if oldest > since.seq + 1 {
+        return (Vec::new(), Some(Gap::History));
+    }
+    let replay = state
+        .history
+        .iter()
+        .filter(|(_, f)| f.seq > since.seq)
+        .map(|(_, f)| Arc::clone(f))
+        .collect();
+    (replay, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn hub(capacity: usize) -> Arc<Hub> {
-        Arc::new(Hub::new(capacity, Arc::default()))
+    fn hub_with(settings: HubSettings) -> Arc<Hub> {
+        Arc::new(Hub::new(settings, Arc::default()))
+    }
+
+    fn hub(queue_frames: usize) -> Arc<Hub> {
+        hub_with(HubSettings {
+            queue_frames,
+            ..HubSettings::default()
+        })
     }
 
     fn name(s: &str) -> StreamName {
         StreamName::new(s).expect("valid")
+    }
+
+    fn seqs(frames: &[Arc<Frame>]) -> Vec<u64> {
+        frames.iter().map(|f| f.seq()).collect()
     }
 
     #[tokio::test]
@@ -334,23 +726,24 @@ mod tests {
         let room = name("room:1");
         let mut a = hub.connect();
         let mut b = hub.connect();
-        assert_eq!(a.subscribe(&room), Some(0));
-        assert_eq!(b.subscribe(&room), Some(0));
+        assert_eq!(a.subscribe(&room, None).position.seq, 0);
+        assert_eq!(b.subscribe(&room, None).position.seq, 0);
         assert_eq!(hub.deliver(&room, "<p>1</p>"), 2);
         let expected = r#"{"type":"message","stream":"room:1","seq":1,"html":"<p>1</p>"}"#;
-        assert_eq!(a.next_frame().await.expect("frame").as_str(), expected);
-        assert_eq!(b.next_frame().await.expect("frame").as_str(), expected);
+        let fa = a.next_frame().await.expect("frame");
+        let fb = b.next_frame().await.expect("frame");
+        assert_eq!(fa.json().as_str(), expected);
+        assert!(Arc::ptr_eq(&fa, &fb), "one frame, shared");
     }
 
     #[tokio::test]
     async fn streams_are_isolated() {
         let hub = hub(8);
         let mut a = hub.connect();
-        a.subscribe(&name("room:1"));
+        a.subscribe(&name("room:1"), None);
         assert_eq!(hub.deliver(&name("room:2"), "x"), 0);
         assert_eq!(hub.deliver(&name("room:1"), "y"), 1);
-        let frame = a.next_frame().await.expect("frame");
-        assert!(frame.as_str().contains(r#""html":"y""#), "{frame}");
+        assert_eq!(a.next_frame().await.expect("frame").html(), "y");
     }
 
     #[tokio::test]
@@ -358,7 +751,7 @@ mod tests {
         let hub = hub(8);
         let room = name("room:1");
         let mut a = hub.connect();
-        a.subscribe(&room);
+        a.subscribe(&room, None);
         assert_eq!(hub.subscriber_count(&room), 1);
         drop(a);
         assert_eq!(hub.subscriber_count(&room), 0);
@@ -370,8 +763,8 @@ mod tests {
         let hub = hub(8);
         let room = name("room:1");
         let mut a = hub.connect();
-        assert_eq!(a.subscribe(&room), Some(0));
-        assert_eq!(a.subscribe(&room), None);
+        assert!(a.subscribe(&room, None).new);
+        assert!(!a.subscribe(&room, None).new);
         assert!(a.unsubscribe(&room));
         assert!(!a.unsubscribe(&room));
         assert_eq!(hub.subscriber_count(&room), 0);
@@ -383,8 +776,8 @@ mod tests {
         let room = name("room:1");
         let mut slow = hub.connect();
         let mut fast = hub.connect();
-        slow.subscribe(&room);
-        fast.subscribe(&room);
+        slow.subscribe(&room, None);
+        fast.subscribe(&room, None);
         for i in 0..3 {
             hub.deliver(&room, &i.to_string());
             fast.next_frame().await.expect("fast keeps up");
@@ -394,18 +787,159 @@ mod tests {
         assert!(!fast.is_kicked());
         assert_eq!(hub.subscriber_count(&room), 1);
         assert_eq!(hub.metrics.snapshot().slow_consumers_kicked, 1);
+        assert_eq!(hub.metrics.snapshot().subscriptions, 1);
     }
 
     #[tokio::test]
-    async fn json_in_html_is_escaped_once() {
+    async fn queued_bytes_are_bounded_too() {
+        let hub = hub_with(HubSettings {
+            queue_frames: 1000,
+            queue_bytes: 300,
+            ..HubSettings::default()
+        });
+        let room = name("r");
+        let mut slow = hub.connect();
+        slow.subscribe(&room, None);
+        let big = "x".repeat(100);
+        hub.deliver(&room, &big);
+        hub.deliver(&room, &big);
+        assert!(!slow.is_kicked(), "two frames of ~150 bytes fit");
+        assert!(slow.queued_bytes() <= 300);
+        hub.deliver(&room, &big);
+        assert!(slow.is_kicked(), "the third would pass 300 bytes");
+        slow.try_next_frame().expect("queued");
+        slow.try_next_frame().expect("queued");
+        assert_eq!(slow.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn resume_replays_exactly_the_missed_frames() {
+        let hub = hub(8);
+        let room = name("room:1");
+        let mut first = hub.connect();
+        let start = first.subscribe(&room, None).position;
+        for i in 1..=5 {
+            hub.deliver(&room, &i.to_string());
+        }
+        let applied = first.try_next_frame().expect("1").seq();
+        assert_eq!(applied, 1);
+        drop(first);
+
+        hub.deliver(&room, "6");
+        let mut again = hub.connect();
+        let resumed = again.subscribe(&room, Some(Position::new(start.epoch, applied)));
+        assert_eq!(resumed.gap, None);
+        assert_eq!(seqs(&resumed.replay), [2, 3, 4, 5, 6]);
+        assert_eq!(resumed.position, Position::new(start.epoch, 6));
+        hub.deliver(&room, "7");
+        assert_eq!(again.try_next_frame().expect("live").seq(), 7);
+        assert!(again.try_next_frame().is_none(), "no duplicate at the seam");
+    }
+
+    #[tokio::test]
+    async fn trimmed_history_and_other_epochs_are_gaps() {
+        let hub = hub_with(HubSettings {
+            history_len: 3,
+            ..HubSettings::default()
+        });
+        let room = name("room:1");
+        let mut watcher = hub.connect();
+        let epoch = watcher.subscribe(&room, None).position.epoch;
+        for i in 1..=10 {
+            hub.deliver(&room, &i.to_string());
+        }
+        let mut late = hub.connect();
+        let at_edge = late.subscribe(&room, Some(Position::new(epoch, 7)));
+        assert_eq!((seqs(&at_edge.replay), at_edge.gap), (vec![8, 9, 10], None));
+        let mut later = hub.connect();
+        let too_old = later.subscribe(&room, Some(Position::new(epoch, 6)));
+        assert_eq!(too_old.gap, Some(Gap::History));
+        assert!(too_old.replay.is_empty());
+        let mut other = hub.connect();
+        assert_eq!(
+            other
+                .subscribe(&room, Some(Position::new(epoch ^ 1, 10)))
+                .gap,
+            Some(Gap::Epoch)
+        );
+        let mut future = hub.connect();
+        assert_eq!(
+            future.subscribe(&room, Some(Position::new(epoch, 11))).gap,
+            Some(Gap::Epoch)
+        );
+        let mut current = hub.connect();
+        let up_to_date = current.subscribe(&room, Some(Position::new(epoch, 10)));
+        assert_eq!((up_to_date.replay.len(), up_to_date.gap), (0, None));
+    }
+
+    #[tokio::test]
+    async fn aged_history_is_a_gap() {
+        let hub = hub_with(HubSettings {
+            history_age: Duration::from_millis(50),
+            ..HubSettings::default()
+        });
+        let room = name("room:1");
+        let mut watcher = hub.connect();
+        let epoch = watcher.subscribe(&room, None).position.epoch;
+        hub.deliver(&room, "1");
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let mut late = hub.connect();
+        assert_eq!(
+            late.subscribe(&room, Some(Position::new(epoch, 0))).gap,
+            Some(Gap::History)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_record_outlives_its_last_subscriber_for_resume() {
+        let hub = hub(8);
+        let room = name("room:1");
+        let mut only = hub.connect();
+        let epoch = only.subscribe(&room, None).position.epoch;
+        drop(only);
+        assert_eq!(hub.deliver(&room, "while away"), 0);
+        let mut back = hub.connect();
+        let resumed = back.subscribe(&room, Some(Position::new(epoch, 0)));
+        assert_eq!((seqs(&resumed.replay), resumed.gap), (vec![1], None));
+    }
+
+    #[test]
+    fn json_in_html_is_escaped_once_and_sse_splits_lines() {
         let hub = hub(1);
         let room = name("r");
         let mut a = hub.connect();
-        a.subscribe(&room);
-        hub.deliver(&room, "\"quoted\"\n");
+        let epoch = a.subscribe(&room, None).position.epoch;
+        hub.deliver(&room, "<p>\"a\"\nb</p>");
+        let frame = a.try_next_frame().expect("frame");
         assert_eq!(
-            a.next_frame().await.expect("frame").as_str(),
-            r#"{"type":"message","stream":"r","seq":1,"html":"\"quoted\"\n"}"#
+            frame.json().as_str(),
+            r#"{"type":"message","stream":"r","seq":1,"html":"<p>\"a\"\nb</p>"}"#
         );
+        assert_eq!(
+            frame.sse().as_str(),
+            format!("id: {epoch:016x}.1\ndata: <p>\"a\"\ndata: b</p>\n\n")
+        );
+    }
+
+    #[tokio::test]
+    async fn broadcasts_between_render_and_subscribe_are_replayed() {
+        let hub = hub(8);
+        let room = name("room:1");
+        let rendered_at = hub.position_for_render(&room);
+        assert_eq!(rendered_at.seq, 0);
+        hub.deliver(&room, "while the page loads");
+        let mut page = hub.connect();
+        let subscribed = page.subscribe(&room, Some(rendered_at));
+        assert_eq!((seqs(&subscribed.replay), subscribed.gap), (vec![1], None));
+    }
+
+    #[test]
+    fn positions_parse_their_own_form_only() {
+        let p = Position::new(0xabc, 42);
+        assert_eq!(p.to_string(), "0000000000000abc.42");
+        assert_eq!(Position::parse(&p.to_string()), Some(p));
+        for bad in ["", "abc", "xyz.1", "1.-1", "1.", ".1"] {
+            assert_eq!(Position::parse(bad), None, "{bad:?}");
+        }
     }
 }

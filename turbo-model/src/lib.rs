@@ -210,14 +210,14 @@ pub use action::{Action, Broadcast, Content, Method, Target};
 pub use backend::{Backend, InProcess};
 pub use error::{Error, Result};
 pub use hooks::{HookErrors, ModelStream, Saved, deleted, saved};
-pub use hub::Hub;
+pub use hub::{Hub, HubSettings};
 pub use metrics::MetricsSnapshot;
 pub use model::{StreamEntity, StreamModel};
 pub use signing::{MAX_TOKEN_LEN, MIN_SECRET_LEN, Signer, TokenError};
 pub use stream::{MAX_STREAM_NAME_LEN, Stream, StreamName, row_stream_name, stream};
 pub use tera::{Context, context};
 pub use turbo::{
-    Builder, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_PATH, DEFAULT_QUEUE_CAPACITY, SECRET_ENV, Turbo,
+    Builder, DEFAULT_HEARTBEAT, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_PATH, SECRET_ENV, Turbo,
 };
 pub use turbo_model_derive::{ModelStream, active_model_behavior};
 

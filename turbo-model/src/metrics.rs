@@ -16,6 +16,8 @@ pub(crate) struct Metrics {
     slow_consumers_kicked: AtomicU64,
     connections: AtomicU64,
     subscriptions: AtomicU64,
+    replayed: AtomicU64,
+    gaps: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -36,6 +38,10 @@ pub struct MetricsSnapshot {
     pub connections: u64,
     /// Subscriptions open now, over all connections.
     pub subscriptions: u64,
+    /// Frames replayed to clients that resumed.
+    pub replayed: u64,
+    /// Resumes that history could not serve (the client was told to refresh).
+    pub gaps: u64,
 }
 
 impl Metrics {
@@ -50,6 +56,8 @@ impl Metrics {
             slow_consumers_kicked: get(&self.slow_consumers_kicked),
             connections: get(&self.connections),
             subscriptions: get(&self.subscriptions),
+            replayed: get(&self.replayed),
+            gaps: get(&self.gaps),
         }
     }
 
@@ -83,6 +91,14 @@ impl Metrics {
 
     pub(crate) fn subscribed(&self) {
         self.subscriptions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn replayed(&self, n: usize) {
+        self.replayed.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn gap(&self) {
+        self.gaps.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn unsubscribed(&self) {

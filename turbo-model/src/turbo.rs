@@ -2,17 +2,20 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use tera::Context;
 
 use crate::backend::{Backend, InProcess};
 use crate::error::{Error, Result};
 use crate::hooks::HookErrors;
-use crate::hub::Hub;
+use crate::hub::{Hub, HubSettings};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::signing::{Signer, TokenError};
 use crate::stream::StreamName;
 use crate::templates::{self, Endpoints, Templates};
+use crate::web::AllowedOrigins;
+use crate::web::socket::InboundRate;
 
 static GLOBAL: OnceLock<Turbo> = OnceLock::new();
 
@@ -47,6 +50,7 @@ struct Inner {
     backend: Box<dyn Backend>,
     metrics: Arc<Metrics>,
     settings: Settings,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// Limits and paths, fixed when the [`Turbo`] is built.
@@ -54,8 +58,10 @@ struct Inner {
 pub(crate) struct Settings {
     pub(crate) hook_errors: HookErrors,
     pub(crate) path: String,
-    pub(crate) queue_capacity: usize,
     pub(crate) max_subscriptions: usize,
+    pub(crate) heartbeat: Duration,
+    pub(crate) inbound_rate: InboundRate,
+    pub(crate) origins: AllowedOrigins,
 }
 
 impl std::fmt::Debug for Turbo {
@@ -150,6 +156,41 @@ impl Turbo {
     pub(crate) fn settings(&self) -> &Settings {
         &self.inner.settings
     }
+
+    /// Stops taking stream connections and closes the open ones: each writes what is
+    /// queued for it (for up to 2 seconds), then closes with code 1012 so that its client
+    /// reconnects, to this process if it comes back or to another. Waits until every
+    /// connection has closed or `grace` has passed; returns how many were still open.
+    ///
+    /// Call it when the process is told to stop (SIGTERM, Ctrl-C), before the HTTP
+    /// server's own graceful shutdown: upgraded connections are not the HTTP server's
+    /// to wait for.
+    pub async fn shutdown(&self, grace: Duration) -> u64 {
+        self.inner.shutdown.send_replace(true);
+        let deadline = Instant::now() + grace;
+        loop {
+            let open = self.metrics().connections;
+            if open == 0 || Instant::now() >= deadline {
+                if open > 0 {
+                    tracing::warn!(
+                        open,
+                        "connections still open after the shutdown grace period"
+                    );
+                }
+                return open;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has been called.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
 }
 
 /// Configures a [`Turbo`]: templates, secret, limits.
@@ -161,8 +202,11 @@ pub struct Builder {
     secret: Option<Vec<u8>>,
     hook_errors: HookErrors,
     path: Option<String>,
-    queue_capacity: Option<usize>,
+    hub: HubSettings,
     max_subscriptions: Option<usize>,
+    heartbeat: Option<Duration>,
+    inbound_rate: InboundRate,
+    origins: AllowedOrigins,
     backend: Option<Box<dyn Backend>>,
 }
 
@@ -175,12 +219,12 @@ impl std::fmt::Debug for Builder {
     }
 }
 
-/// Default per-connection queue, in frames.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 256;
 /// Default limit on streams per connection.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 100;
 /// Default mount point of the router.
 pub const DEFAULT_PATH: &str = "/turbo-model";
+/// Default interval of heartbeats on stream connections.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(25);
 
 impl Builder {
     /// Loads every template below `dir` (see [the naming rule](crate#templates)).
@@ -216,9 +260,46 @@ impl Builder {
         self
     }
 
-    /// Frames a connection may have queued before it is closed as too slow; default 256.
-    pub fn queue_capacity(mut self, frames: usize) -> Self {
-        self.queue_capacity = Some(frames);
+    /// What a connection may have queued before it is closed as too slow (and
+    /// reconnects and resumes); default 256 frames or 1 MiB, whichever comes first.
+    pub fn queue(mut self, frames: usize, bytes: usize) -> Self {
+        self.hub.queue_frames = frames;
+        self.hub.queue_bytes = bytes;
+        self
+    }
+
+    /// How much each stream keeps for clients that reconnect: the last `frames`
+    /// broadcasts, none older than `age`; default 100 frames, 5 minutes. A client away
+    /// for longer, or that missed more, gets a gap signal and its page refreshes.
+    pub fn history(mut self, frames: usize, age: Duration) -> Self {
+        self.hub.history_len = frames;
+        self.hub.history_age = age;
+        self
+    }
+
+    /// How often stream connections exchange heartbeats; a side that hears nothing for
+    /// two intervals drops the connection. Default 25 seconds.
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = Some(every);
+        self
+    }
+
+    /// Requests per second a WebSocket client may send, and the burst allowed; default
+    /// 20 per second, bursts of 120. Requests over the limit get a `rate_limited` error.
+    /// Keep the burst above [`max_subscriptions`](Self::max_subscriptions): a reconnecting
+    /// page subscribes to all of its streams at once.
+    pub fn inbound_rate(mut self, per_second: u32, burst: u32) -> Self {
+        self.inbound_rate = InboundRate {
+            per_second: per_second.max(1),
+            burst: burst.max(1),
+        };
+        self
+    }
+
+    /// Which sites' pages may open stream connections; default
+    /// [`AllowedOrigins::SameHost`].
+    pub fn allowed_origins(mut self, origins: AllowedOrigins) -> Self {
+        self.origins = origins;
         self
     }
 
@@ -262,16 +343,28 @@ impl Builder {
         let metrics = Arc::new(Metrics::default());
         let endpoints = Endpoints {
             socket: format!("{path}/ws"),
+            events: format!("{path}/sse"),
             client: format!("{path}/client.js"),
         };
-        let templates = Templates::build(sources, signer.clone(), endpoints, metrics.clone())?;
+        let hub = Arc::new(Hub::new(self.hub, metrics.clone()));
+        let templates = Templates::build(
+            sources,
+            signer.clone(),
+            endpoints,
+            Arc::clone(&hub),
+            metrics.clone(),
+        )?;
         let settings = Settings {
             hook_errors: self.hook_errors,
-            queue_capacity: self.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY),
             max_subscriptions: self.max_subscriptions.unwrap_or(DEFAULT_MAX_SUBSCRIPTIONS),
+            heartbeat: self
+                .heartbeat
+                .unwrap_or(DEFAULT_HEARTBEAT)
+                .max(Duration::from_millis(10)),
+            inbound_rate: self.inbound_rate,
+            origins: self.origins,
             path,
         };
-        let hub = Arc::new(Hub::new(settings.queue_capacity, metrics.clone()));
         let backend = self.backend.unwrap_or_else(|| Box::new(InProcess));
         backend.start(Arc::clone(&hub));
         Ok(Turbo {
@@ -282,6 +375,7 @@ impl Builder {
                 backend,
                 metrics,
                 settings,
+                shutdown: tokio::sync::watch::Sender::new(false),
             }),
         })
     }

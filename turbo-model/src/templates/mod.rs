@@ -12,6 +12,7 @@ use tera::{Context, Kwargs, State, Tera, TeraResult, Value};
 
 use crate::action::push_escaped;
 use crate::error::{Error, Result};
+use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::model::{self, EntityInfo};
 use crate::signing::Signer;
@@ -35,6 +36,7 @@ pub(crate) struct Templates {
 #[derive(Clone, Debug)]
 pub(crate) struct Endpoints {
     pub(crate) socket: String,
+    pub(crate) events: String,
     pub(crate) client: String,
 }
 
@@ -45,10 +47,18 @@ impl Templates {
         sources: Vec<(String, String)>,
         signer: Signer,
         endpoints: Endpoints,
+        hub: Arc<Hub>,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
         let mut tera = Tera::new();
-        tera.register_function(tag::FUNCTION, Subscribe { signer, endpoints });
+        tera.register_function(
+            tag::FUNCTION,
+            Subscribe {
+                signer,
+                endpoints,
+                hub,
+            },
+        );
         let mut rewritten = Vec::with_capacity(sources.len());
         for (name, source) in &sources {
             let source = tag::rewrite(source).map_err(|e| Error::Template {
@@ -142,22 +152,38 @@ pub(crate) fn read_dir(dir: &Path) -> Result<Vec<(String, String)>> {
     Ok(found)
 }
 
-/// The function behind the tag: signs each stream and renders the element.
+/// The function behind the tag: signs each stream and renders the element, with the
+/// position of each stream at render time.
 struct Subscribe {
     signer: Signer,
     endpoints: Endpoints,
+    hub: Arc<Hub>,
 }
 
 impl tera::Function<TeraResult<Value>> for Subscribe {
     fn call(&self, kwargs: Kwargs, _: &State<'_>) -> TeraResult<Value> {
         let streams: Vec<Value> = kwargs.must_get("streams")?;
         let names: Vec<String> = kwargs.get("names")?.unwrap_or_default();
+        let sse = kwargs.get::<String>("transport")?.as_deref() == Some("sse");
         let mut resolved = Vec::new();
         for (i, value) in streams.iter().enumerate() {
             let name = names.get(i).map_or("", String::as_str);
             collect_streams(value, name, &mut resolved).map_err(tera::Error::message)?;
         }
         let mut html = String::with_capacity(128 + 64 * resolved.len());
+        if sse {
+            // Turbo's own element: an EventSource per stream, no script of ours.
+            for stream in &resolved {
+                html.push_str("<turbo-stream-source src=\"");
+                push_escaped(&mut html, &self.endpoints.events);
+                html.push_str("?stream=");
+                html.push_str(&self.signer.sign(stream));
+                html.push_str("&amp;since=");
+                html.push_str(&self.hub.position_for_render(stream).to_string());
+                html.push_str("\"></turbo-stream-source>");
+            }
+            return Ok(Value::safe_string(&html));
+        }
         html.push_str("<turbo-model-stream-source src=\"");
         push_escaped(&mut html, &self.endpoints.socket);
         html.push_str("\" streams=\"");
@@ -166,6 +192,13 @@ impl tera::Function<TeraResult<Value>> for Subscribe {
                 html.push(' ');
             }
             html.push_str(&self.signer.sign(stream));
+        }
+        html.push_str("\" since=\"");
+        for (i, stream) in resolved.iter().enumerate() {
+            if i > 0 {
+                html.push(' ');
+            }
+            html.push_str(&self.hub.position_for_render(stream).to_string());
         }
         html.push_str("\"></turbo-model-stream-source><script type=\"module\" src=\"");
         push_escaped(&mut html, &self.endpoints.client);
@@ -286,7 +319,21 @@ fn find_entity(
 mod tests {
     use super::*;
 
+    fn hub() -> Arc<Hub> {
+        Arc::new(Hub::new(crate::hub::HubSettings::default(), Arc::default()))
+    }
+
     fn templates(sources: &[(&str, &str)]) -> Result<Templates> {
+        templates_with(sources, hub())
+    }
+
+    fn position(hub: &Hub, name: &str) -> String {
+        hub.position(&StreamName::new(name).expect("name"))
+            .expect("the render created the record")
+            .to_string()
+    }
+
+    fn templates_with(sources: &[(&str, &str)], hub: Arc<Hub>) -> Result<Templates> {
         Templates::build(
             sources
                 .iter()
@@ -295,8 +342,10 @@ mod tests {
             Signer::new(b"0123456789abcdef0123456789abcdef").expect("secret"),
             Endpoints {
                 socket: "/turbo-model/ws".into(),
+                events: "/turbo-model/sse".into(),
                 client: "/turbo-model/client.js".into(),
             },
+            hub,
             Arc::default(),
         )
     }
@@ -305,11 +354,43 @@ mod tests {
     /// `hmac` module: `hmac.new(secret, b"turbo-model/stream-name/v1\0lobby", sha256)`.
     #[test]
     fn string_streams_render_signed_element() {
-        let t = templates(&[("page.html", r#"<% turbo_subscribe "lobby" %>"#)]).expect("builds");
+        let hub = hub();
+        let t = templates_with(
+            &[("page.html", r#"<% turbo_subscribe "lobby" %>"#)],
+            hub.clone(),
+        )
+        .expect("builds");
         let html = t.render("page.html", &Context::new()).expect("renders");
         assert_eq!(
             html,
-            "<turbo-model-stream-source src=\"/turbo-model/ws\" streams=\"bG9iYnk.tBEFxdbtR6ws9x867vP090rF0hQE_OLvLr0Oc8Cq1N4\"></turbo-model-stream-source><script type=\"module\" src=\"/turbo-model/client.js\"></script>"
+            format!(
+                "<turbo-model-stream-source src=\"/turbo-model/ws\" streams=\"bG9iYnk.tBEFxdbtR6ws9x867vP090rF0hQE_OLvLr0Oc8Cq1N4\" since=\"{}\"></turbo-model-stream-source><script type=\"module\" src=\"/turbo-model/client.js\"></script>",
+                position(&hub, "lobby")
+            )
+        );
+        assert!(position(&hub, "lobby").ends_with(".0"));
+    }
+
+    #[test]
+    fn sse_transport_renders_turbos_own_element_per_stream() {
+        let hub = hub();
+        let t = templates_with(
+            &[("p.html", r#"<% turbo_subscribe "a" "b" transport="sse" %>"#)],
+            hub.clone(),
+        )
+        .expect("builds");
+        let html = t.render("p.html", &Context::new()).expect("renders");
+        let signer = Signer::new(b"0123456789abcdef0123456789abcdef").expect("secret");
+        let token = |n: &str| signer.sign(&StreamName::new(n).expect("name"));
+        assert_eq!(
+            html,
+            format!(
+                "<turbo-stream-source src=\"/turbo-model/sse?stream={}&amp;since={}\"></turbo-stream-source><turbo-stream-source src=\"/turbo-model/sse?stream={}&amp;since={}\"></turbo-stream-source>",
+                token("a"),
+                position(&hub, "a"),
+                token("b"),
+                position(&hub, "b")
+            )
         );
     }
 

@@ -135,23 +135,44 @@ fn expand(inner: &str, line: usize) -> Result<String, TagError> {
     }
     let mut streams = Vec::with_capacity(parts.len());
     let mut names = Vec::with_capacity(parts.len());
+    let mut options = String::new();
     for part in parts {
-        if let Some((key, _)) = split_option(part) {
-            return Err(error(format!(
-                "`{TAG}` has no option `{key}`; give models or stream names only"
-            )));
+        if let Some((key, value)) = split_option(part) {
+            options.push_str(&option(key, value).map_err(error)?);
+            continue;
         }
         streams.push(part);
         names.push(format!("\"{}\"", last_identifier(part)));
     }
+    if streams.is_empty() {
+        return Err(error(format!(
+            "`{TAG}` needs at least one model or stream name, e.g. `<% {TAG} room %>`"
+        )));
+    }
     let newlines = "\n".repeat(inner.bytes().filter(|&b| b == b'\n').count());
     Ok(format!(
-        "{{{{{} {FUNCTION}(streams=[{}], names=[{}]){newlines} {}}}}}",
+        "{{{{{} {FUNCTION}(streams=[{}], names=[{}]{options}){newlines} {}}}}}",
         if trim_left { "-" } else { "" },
         streams.join(", ").replace('\n', " "),
         names.join(", "),
         if trim_right { "-" } else { "" },
     ))
+}
+
+/// One `key=value` option of the tag, as a keyword argument.
+fn option(key: &str, value: &str) -> Result<String, String> {
+    match (key, value) {
+        ("transport", "\"sse\"" | "'sse'") => Ok(", transport=\"sse\"".to_owned()),
+        ("transport", "\"websocket\"" | "'websocket'") => {
+            Ok(", transport=\"websocket\"".to_owned())
+        }
+        ("transport", other) => Err(format!(
+            "`transport` is \"websocket\" (the default) or \"sse\", not {other}"
+        )),
+        (other, _) => Err(format!(
+            "`{TAG}` has no option `{other}`; the one option is `transport=\"sse\"`"
+        )),
+    }
 }
 
 /// Splits on spaces and commas outside quotes and brackets.
@@ -259,6 +280,14 @@ mod tests {
     }
 
     #[test]
+    fn the_transport_option_becomes_a_keyword() {
+        assert_eq!(
+            ok(r#"<% turbo_subscribe room transport="sse" %>"#),
+            r#"{{ __turbo_subscribe(streams=[room], names=["room"], transport="sse") }}"#
+        );
+    }
+
+    #[test]
     fn whitespace_control_is_kept() {
         assert_eq!(
             ok("{%- turbo_subscribe room -%}"),
@@ -313,7 +342,18 @@ mod tests {
         );
         assert_eq!(
             rewrite("{% turbo_subscribe room via=1 %}").map_err(|e| e.message),
-            Err("`turbo_subscribe` has no option `via`; give models or stream names only".into())
+            Err(
+                "`turbo_subscribe` has no option `via`; the one option is `transport=\"sse\"`"
+                    .into()
+            )
+        );
+        assert_eq!(
+            rewrite("{% turbo_subscribe room transport=\"smoke\" %}").map_err(|e| e.message),
+            Err("`transport` is \"websocket\" (the default) or \"sse\", not \"smoke\"".into())
+        );
+        assert_eq!(
+            rewrite("{% turbo_subscribe transport=\"sse\" %}").map_err(|e| e.message),
+            Err("`turbo_subscribe` needs at least one model or stream name, e.g. `<% turbo_subscribe room %>`".into())
         );
     }
 

@@ -3,9 +3,20 @@
 // Every element on a page shares ONE WebSocket per endpoint URL. Each element subscribes
 // to the signed stream tokens in its `streams` attribute and is connected to Turbo with
 // Turbo.connectStreamSource, so Turbo applies the <turbo-stream> frames it receives.
-// After any close, whatever its code, the socket reconnects with capped exponential
-// backoff and jitter, and subscribes again. An element has the `connected` attribute
-// while all of its streams are subscribed on an open socket.
+//
+// Nothing is silently missed. The client remembers, per stream, the epoch and the last
+// sequence number it applied, starting from the position the page was rendered at (the
+// `since` attribute). After any close, whatever its code, the socket reconnects with
+// capped exponential backoff and jitter and subscribes again from those positions; the
+// server replays what was missed. When it cannot (history trimmed, server restarted) it
+// says so, and the element dispatches a cancelable `turbo-model:gap` event; unless a
+// listener cancels it, the page refreshes itself with Turbo.
+//
+// The server pings every `heartbeat_ms`; the client answers, and reconnects when it has
+// heard nothing for two intervals (a dead connection that never closed).
+//
+// An element has the `connected` attribute while all of its streams are subscribed on an
+// open socket.
 
 const MIN_DELAY_MS = 250;
 const MAX_DELAY_MS = 10000;
@@ -21,29 +32,35 @@ class Connection {
   constructor(url) {
     this.url = url;
     this.elements = new Set();
-    this.tokens = new Map(); // token -> Set of elements
+    this.tokens = new Map(); // token -> Set of elements holding it
     this.confirmed = new Set(); // tokens subscribed on the current socket
-    this.streamTokens = new Map(); // stream name -> token
-    this.lastSeq = new Map(); // stream name -> last applied sequence number
+    this.tokenOf = new Map(); // stream name -> token
+    this.positions = new Map(); // token -> { epoch, seq } last applied
     this.socket = null;
     this.attempt = 0;
+    this.heartbeatMs = 0;
+    this.lastHeard = 0;
     this.retryTimer = null;
     this.idleTimer = null;
     this.releaseTimer = null;
+    this.watchdog = null;
     this.id = null;
   }
 
   attach(element) {
     clearTimeout(this.idleTimer);
     this.elements.add(element);
-    for (const token of element.tokens) {
+    element.tokens.forEach((token, i) => {
+      if (!this.positions.has(token) && element.since[i]) {
+        this.positions.set(token, element.since[i]);
+      }
       if (!this.tokens.has(token)) {
         this.tokens.set(token, new Set());
-        this.send({ type: "subscribe", stream: token });
+        this.subscribe(token);
       }
       // A stream kept through a page swap is already subscribed: no request needed.
       this.tokens.get(token).add(element);
-    }
+    });
     this.refreshConnected();
     this.open();
   }
@@ -69,8 +86,16 @@ class Connection {
       if (holders.size > 0) continue;
       this.tokens.delete(token);
       this.confirmed.delete(token);
+      this.positions.delete(token);
       this.send({ type: "unsubscribe", stream: token });
     }
+  }
+
+  subscribe(token) {
+    const position = this.positions.get(token);
+    const request = { type: "subscribe", stream: token };
+    if (position) request.since = { epoch: position.epoch, seq: position.seq };
+    this.send(request);
   }
 
   open() {
@@ -79,20 +104,28 @@ class Connection {
     this.socket = socket;
     socket.onopen = () => {
       this.attempt = 0;
-      for (const token of this.tokens.keys()) {
-        this.send({ type: "subscribe", stream: token });
-      }
+      this.lastHeard = Date.now();
+      for (const token of this.tokens.keys()) this.subscribe(token);
     };
-    socket.onmessage = (event) => this.receive(event.data);
-    socket.onclose = (event) => {
+    socket.onmessage = (event) => {
       if (this.socket !== socket) return;
-      this.socket = null;
-      this.confirmed.clear();
-      this.refreshConnected();
-      if (this.elements.size > 0) this.scheduleReconnect(event.code);
+      this.lastHeard = Date.now();
+      this.receive(event.data);
     };
+    socket.onclose = (event) => this.closed(socket, event.code);
     // An error is always followed by a close event, which reconnects.
     socket.onerror = () => {};
+  }
+
+  // The socket is gone (closed by either side, or declared dead): reconnect.
+  closed(socket, code) {
+    if (this.socket !== socket) return;
+    this.socket = null;
+    clearInterval(this.watchdog);
+    this.watchdog = null;
+    this.confirmed.clear();
+    this.refreshConnected();
+    if (this.elements.size > 0) this.scheduleReconnect(code);
   }
 
   scheduleReconnect(code) {
@@ -106,10 +139,28 @@ class Connection {
     }, delay);
   }
 
+  startWatchdog() {
+    clearInterval(this.watchdog);
+    if (!this.heartbeatMs) return;
+    const socket = this.socket;
+    this.watchdog = setInterval(() => {
+      if (Date.now() - this.lastHeard > 2 * this.heartbeatMs + 1000) {
+        console.warn("turbo-model: no heartbeat from the server; reconnecting");
+        try {
+          socket.close(4000, "no heartbeat");
+        } catch (_) {
+          // Closing a dead socket may throw; it is abandoned either way.
+        }
+        this.closed(socket, 4000);
+      }
+    }, Math.max(250, this.heartbeatMs / 2));
+  }
+
   close() {
     if (this.elements.size > 0) return;
     const socket = this.socket;
     this.socket = null;
+    clearInterval(this.watchdog);
     if (socket) socket.close(1000, "page has no subscriptions");
     connections.delete(this.url);
   }
@@ -131,11 +182,14 @@ class Connection {
     switch (message.type) {
       case "hello":
         this.id = message.connection;
+        this.heartbeatMs = message.heartbeat_ms;
+        this.startWatchdog();
+        break;
+      case "ping":
+        this.send({ type: "pong" });
         break;
       case "subscribed":
-        this.streamTokens.set(message.stream, message.token);
-        this.confirmed.add(message.token);
-        this.refreshConnected();
+        this.subscribed(message);
         break;
       case "unsubscribed":
         this.confirmed.delete(message.token);
@@ -154,14 +208,58 @@ class Connection {
     }
   }
 
+  subscribed(message) {
+    const token = message.token;
+    this.tokenOf.set(message.stream, token);
+    this.confirmed.add(token);
+    const known = this.positions.get(token);
+    if (message.gap) {
+      this.positions.set(token, { epoch: message.epoch, seq: message.seq });
+      this.gap(token, message.stream, message.gap);
+    } else if (!known || known.epoch !== message.epoch) {
+      this.positions.set(token, { epoch: message.epoch, seq: message.seq });
+    }
+    // Otherwise the missed frames follow, and each one moves the position on.
+    this.refreshConnected();
+  }
+
   deliver(message) {
-    const token = this.streamTokens.get(message.stream);
+    const token = this.tokenOf.get(message.stream);
     const holders = token && this.tokens.get(token);
     if (!holders || holders.size === 0) return;
-    this.lastSeq.set(message.stream, message.seq);
+    const position = this.positions.get(token);
+    if (position) {
+      if (message.seq <= position.seq) return; // already applied
+      if (message.seq !== position.seq + 1) {
+        position.seq = message.seq;
+        this.gap(token, message.stream, "sequence");
+        return;
+      }
+      position.seq = message.seq;
+    }
     // Two elements may share a stream: Turbo must apply each frame once.
     const [first] = holders;
     first.receive(message.html);
+  }
+
+  // The page may be missing broadcasts of `stream`: let the page decide, else refresh.
+  gap(token, stream, reason) {
+    console.warn(`turbo-model: missed broadcasts of ${stream} (${reason}); refreshing`);
+    let refresh = true;
+    for (const element of this.tokens.get(token) || []) {
+      const event = new CustomEvent("turbo-model:gap", {
+        detail: { stream, reason },
+        bubbles: true,
+        cancelable: true,
+      });
+      if (!element.dispatchEvent(event)) refresh = false;
+    }
+    if (!refresh) return;
+    if (window.Turbo) {
+      window.Turbo.visit(window.location.href, { action: "replace" });
+    } else {
+      window.location.reload();
+    }
   }
 
   refreshConnected() {
@@ -178,6 +276,17 @@ function socketUrl(src) {
   if (url.protocol === "http:") url.protocol = "ws:";
   if (url.protocol === "https:") url.protocol = "wss:";
   return url.toString();
+}
+
+// `since` holds one `epoch.seq` per token, in the same order; "-" when unknown.
+function parsePositions(text, count) {
+  const parts = (text || "").split(/\s+/).filter(Boolean);
+  const positions = [];
+  for (let i = 0; i < count; i++) {
+    const match = /^([0-9a-f]{16})\.(\d+)$/.exec(parts[i] || "");
+    positions.push(match ? { epoch: match[1], seq: Number(match[2]) } : null);
+  }
+  return positions;
 }
 
 function withTurbo(callback) {
@@ -198,6 +307,7 @@ class TurboModelStreamSource extends HTMLElement {
   constructor() {
     super();
     this.tokens = [];
+    this.since = [];
     this.pending = [];
     this.turboConnected = false;
     this.connection = null;
@@ -205,6 +315,7 @@ class TurboModelStreamSource extends HTMLElement {
 
   connectedCallback() {
     this.tokens = (this.getAttribute("streams") || "").split(/\s+/).filter(Boolean);
+    this.since = parsePositions(this.getAttribute("since"), this.tokens.length);
     const url = socketUrl(this.getAttribute("src"));
     let connection = connections.get(url);
     if (!connection) {

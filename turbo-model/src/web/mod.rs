@@ -1,18 +1,28 @@
-//! The axum side: the WebSocket endpoint and the client script.
+//! The axum side: the WebSocket and Server-Sent Events endpoints and the client script.
 //!
 //! [`Turbo::router`] mounts, below the configured path (default `/turbo-model`):
 //!
 //! | route | what |
 //! |---|---|
 //! | `GET /turbo-model/ws` | the WebSocket endpoint, one connection per page ([`protocol`]) |
+//! | `GET /turbo-model/sse?stream=<token>` | one stream as Server-Sent Events, for Turbo's own `<turbo-stream-source>` |
 //! | `GET /turbo-model/client.js` | the `<turbo-model-stream-source>` element |
+//!
+//! # Delivery guarantee
+//!
+//! On both transports, frames of a stream arrive in order; after a reconnect the server
+//! replays what the client missed, or, when that is no longer kept, tells it so and the
+//! page refreshes itself: a client never silently misses a broadcast. What is kept: the
+//! last 100 frames per stream, for 5 minutes ([`Builder::history`]).
 //!
 //! # Limits
 //!
-//! Inbound messages and frames over 64 KiB close the connection with code 1009. Each
-//! connection may hold [`Builder::max_subscriptions`] streams (default 100) and queue
-//! [`Builder::queue_capacity`] frames (default 256) before it is closed as too slow
-//! (code 1013; the client reconnects).
+//! Upgrades from another site's pages are refused with 403 ([`AllowedOrigins`]; default:
+//! the same host). Inbound messages over 64 KiB close the connection with code 1009. A
+//! connection may hold [`Builder::max_subscriptions`] streams (default 100), send
+//! [`Builder::inbound_rate`] requests per second (default 20, bursts of 120), and queue
+//! 256 frames or 1 MiB ([`Builder::queue`]) before it is closed as too slow (code 1013;
+//! the client reconnects and resumes).
 //!
 //! # Memory per connection
 //!
@@ -21,18 +31,24 @@
 //! frame straight through, which keeps an idle connection near 7 KB; larger messages
 //! still work, the buffer grows for them.
 //!
+//! [`Builder::history`]: crate::Builder::history
 //! [`Builder::max_subscriptions`]: crate::Builder::max_subscriptions
-//! [`Builder::queue_capacity`]: crate::Builder::queue_capacity
+//! [`Builder::inbound_rate`]: crate::Builder::inbound_rate
+//! [`Builder::queue`]: crate::Builder::queue
 
+mod origin;
 pub mod protocol;
-mod socket;
+pub(crate) mod socket;
+mod sse;
 
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::http::header;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+
+pub use origin::{AllowedOrigins, reject_cross_site};
 
 use crate::turbo::Turbo;
 
@@ -46,7 +62,7 @@ const READ_BUFFER: usize = 4 * 1024;
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 
 impl Turbo {
-    /// The routes of the WebSocket endpoint and the client script, ready to
+    /// The routes of the stream endpoints and the client script, ready to
     /// [`merge`](Router::merge) into the application's router.
     pub fn router<S>(&self) -> Router<S>
     where
@@ -55,12 +71,42 @@ impl Turbo {
         let path = &self.settings().path;
         Router::new()
             .route(&format!("{path}/ws"), get(upgrade))
+            .route(&format!("{path}/sse"), get(sse::events))
             .route(&format!("{path}/client.js"), get(client_js))
             .with_state(self.clone())
     }
 }
 
-async fn upgrade(State(turbo): State<Turbo>, upgrade: WebSocketUpgrade) -> Response {
+/// Whether a new stream connection may start: not while shutting down, not from
+/// another site.
+fn admit(turbo: &Turbo, headers: &HeaderMap) -> Result<(), Response> {
+    if turbo.is_shutting_down() {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "shutting down",
+        )
+            .into_response());
+    }
+    if !turbo.settings().origins.allows(headers) {
+        tracing::warn!(
+            origin = ?headers.get(header::ORIGIN),
+            host = ?headers.get(header::HOST),
+            "stream connection from another site refused"
+        );
+        return Err((StatusCode::FORBIDDEN, "origin not allowed").into_response());
+    }
+    Ok(())
+}
+
+async fn upgrade(
+    State(turbo): State<Turbo>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if let Err(refused) = admit(&turbo, &headers) {
+        return refused;
+    }
     upgrade
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
@@ -68,6 +114,11 @@ async fn upgrade(State(turbo): State<Turbo>, upgrade: WebSocketUpgrade) -> Respo
         .max_message_size(protocol::MAX_INBOUND_BYTES)
         .max_frame_size(protocol::MAX_INBOUND_BYTES)
         .on_upgrade(move |socket| socket::serve(turbo, socket))
+}
+
+/// Resolves once the [`Turbo`] is shutting down (or gone).
+async fn closing(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|closing| *closing).await;
 }
 
 async fn client_js() -> impl IntoResponse {

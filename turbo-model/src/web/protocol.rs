@@ -4,34 +4,87 @@
 //!
 //! ```json
 //! {"type":"subscribe","stream":"<signed token>"}
+//! {"type":"subscribe","stream":"<signed token>","since":{"epoch":"9f2c…","seq":41}}
 //! {"type":"unsubscribe","stream":"<signed token>"}
+//! {"type":"pong"}
 //! ```
 //!
 //! Server to client:
 //!
 //! ```json
-//! {"type":"hello","connection":"17"}
-//! {"type":"subscribed","stream":"room:1","token":"<signed token>","seq":4}
-//! {"type":"unsubscribed","stream":"room:1","token":"<signed token>"}
-//! {"type":"message","stream":"room:1","seq":5,"html":"<turbo-stream …>"}
+//! {"type":"hello","connection":"17","heartbeat_ms":25000}
+//! {"type":"subscribed","stream":"room:1","token":"…","epoch":"9f2c…","seq":44}
+//! {"type":"subscribed","stream":"room:1","token":"…","epoch":"77a0…","seq":3,"gap":"epoch"}
+//! {"type":"unsubscribed","stream":"room:1","token":"…"}
+//! {"type":"message","stream":"room:1","seq":45,"html":"<turbo-stream …>"}
+//! {"type":"ping"}
 //! {"type":"error","code":"invalid_token","message":"…","token":"…"}
 //! ```
 //!
-//! `seq` in `subscribed` is the stream's last sequence number before the subscription;
-//! `message` frames then continue from `seq + 1`. Errors never close the connection,
-//! except a frame over the size limit (close code 1009).
+//! # Subscribing and resuming
+//!
+//! `subscribed` carries the stream's epoch and its last sequence number; `message`
+//! frames continue from `seq + 1`. A client that was subscribed before sends `since`
+//! (the epoch and the last `seq` it applied): the server replays what it missed right
+//! after `subscribed`, in order, then live frames follow with nothing lost or repeated.
+//! When the missed frames are no longer kept, `subscribed` says `"gap":"history"` (trimmed)
+//! or `"gap":"epoch"` (the server restarted, or forgot the stream) and the client must
+//! recover by reloading what it shows.
+//!
+//! # Heartbeats
+//!
+//! The server sends `ping` every `heartbeat_ms`; the client answers `pong`. A server
+//! that hears nothing from a client for two intervals closes the connection (code 4000);
+//! a client that hears nothing for two intervals reconnects.
+//!
+//! # Errors
+//!
+//! Refused requests get an `error` frame and the connection stays open. Codes:
+//! `bad_request`, `binary_not_supported`, `invalid_token`, `too_many_subscriptions`,
+//! `rate_limited`. Close codes: 1009 (a message over 64 KiB), 1008 (a flood of refused
+//! requests), 1013 (too slow to keep up: reconnect and resume), 1012 (server restarting:
+//! reconnect), 4000 (heartbeat timeout).
 
 use serde::{Deserialize, Serialize};
 
+use crate::hub::{Gap, Position};
+
 /// Largest inbound message or frame accepted, in bytes.
 pub const MAX_INBOUND_BYTES: usize = 64 * 1024;
+
+/// Where the client was in a stream, as it sends it.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Since {
+    epoch: String,
+    seq: u64,
+}
+
+impl Since {
+    /// The position, or `None` when the epoch is not 16 hex digits (a position no
+    /// server ever gave out, so a gap).
+    pub(crate) fn position(&self) -> Option<Position> {
+        if self.epoch.len() != 16 {
+            return None;
+        }
+        let epoch = u64::from_str_radix(&self.epoch, 16).ok()?;
+        Some(Position::new(epoch, self.seq))
+    }
+}
 
 /// A client's request.
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub(crate) enum Inbound {
-    Subscribe { stream: String },
-    Unsubscribe { stream: String },
+    Subscribe {
+        stream: String,
+        #[serde(default)]
+        since: Option<Since>,
+    },
+    Unsubscribe {
+        stream: String,
+    },
+    Pong {},
 }
 
 /// Why a request was refused; the `code` field of an error frame.
@@ -46,24 +99,31 @@ pub(crate) enum ErrorCode {
     InvalidToken,
     /// The connection holds as many subscriptions as allowed.
     TooManySubscriptions,
+    /// The client sends requests faster than allowed.
+    RateLimited,
 }
 
-/// A reply to a client's request.
+/// A message from the server that is not a broadcast.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum Reply<'a> {
     Hello {
         connection: String,
+        heartbeat_ms: u64,
     },
     Subscribed {
         stream: &'a str,
         token: &'a str,
+        epoch: String,
         seq: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        gap: Option<Gap>,
     },
     Unsubscribed {
         stream: &'a str,
         token: &'a str,
     },
+    Ping,
     Error {
         code: ErrorCode,
         message: String,
@@ -79,11 +139,13 @@ impl Reply<'_> {
     }
 }
 
+/// What a malformed request is told; the start of every `bad_request` message.
+pub(crate) const EXPECTED: &str =
+    r#"expected {"type":"subscribe"|"unsubscribe","stream":"<token>"} or {"type":"pong"}"#;
+
 /// Parses one text frame.
 pub(crate) fn parse(text: &str) -> Result<Inbound, String> {
-    serde_json::from_str(text).map_err(|e| {
-        format!("expected {{\"type\":\"subscribe\"|\"unsubscribe\",\"stream\":\"<token>\"}}: {e}")
-    })
+    serde_json::from_str(text).map_err(|e| format!("{EXPECTED}: {e}"))
 }
 
 #[cfg(test)]
@@ -94,12 +156,36 @@ mod tests {
     fn requests_parse() {
         assert_eq!(
             parse(r#"{"type":"subscribe","stream":"t"}"#),
-            Ok(Inbound::Subscribe { stream: "t".into() })
+            Ok(Inbound::Subscribe {
+                stream: "t".into(),
+                since: None
+            })
         );
+        let resume = parse(
+            r#"{"type":"subscribe","stream":"t","since":{"epoch":"00000000000000ff","seq":4}}"#,
+        );
+        match resume {
+            Ok(Inbound::Subscribe {
+                since: Some(since), ..
+            }) => assert_eq!(since.position(), Some(Position::new(255, 4))),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             parse(r#"{"type":"unsubscribe","stream":"t"}"#),
             Ok(Inbound::Unsubscribe { stream: "t".into() })
         );
+        assert_eq!(parse(r#"{"type":"pong"}"#), Ok(Inbound::Pong {}));
+    }
+
+    #[test]
+    fn epochs_that_no_server_gives_are_not_positions() {
+        for epoch in ["", "ff", "zzzzzzzzzzzzzzzz", "00000000000000ff0"] {
+            let since = Since {
+                epoch: epoch.into(),
+                seq: 1,
+            };
+            assert_eq!(since.position(), None, "{epoch:?}");
+        }
     }
 
     #[test]
@@ -109,15 +195,13 @@ mod tests {
             r#"{"type":"dance"}"#,
             r#"{"type":"subscribe"}"#,
             r#"{"type":"subscribe","stream":"t","extra":1}"#,
+            r#"{"type":"subscribe","stream":"t","since":{"seq":1}}"#,
+            r#"{"type":"subscribe","stream":"t","since":{"epoch":"x","seq":-1}}"#,
+            r#"{"type":"pong","x":1}"#,
             r#"["subscribe"]"#,
         ] {
             let err = parse(bad).expect_err(bad);
-            assert!(
-                err.starts_with(
-                    r#"expected {"type":"subscribe"|"unsubscribe","stream":"<token>"}: "#
-                ),
-                "{err}"
-            );
+            assert!(err.starts_with(&format!("{EXPECTED}: ")), "{err}");
         }
     }
 
@@ -127,10 +211,23 @@ mod tests {
             Reply::Subscribed {
                 stream: "room:1",
                 token: "t",
-                seq: 3
+                epoch: Position::epoch_hex(255),
+                seq: 3,
+                gap: None
             }
             .to_json(),
-            r#"{"type":"subscribed","stream":"room:1","token":"t","seq":3}"#
+            r#"{"type":"subscribed","stream":"room:1","token":"t","epoch":"00000000000000ff","seq":3}"#
+        );
+        assert_eq!(
+            Reply::Subscribed {
+                stream: "room:1",
+                token: "t",
+                epoch: Position::epoch_hex(1),
+                seq: 0,
+                gap: Some(Gap::History)
+            }
+            .to_json(),
+            r#"{"type":"subscribed","stream":"room:1","token":"t","epoch":"0000000000000001","seq":0,"gap":"history"}"#
         );
         assert_eq!(
             Reply::Error {
@@ -143,10 +240,12 @@ mod tests {
         );
         assert_eq!(
             Reply::Hello {
-                connection: "7".into()
+                connection: "7".into(),
+                heartbeat_ms: 25_000
             }
             .to_json(),
-            r#"{"type":"hello","connection":"7"}"#
+            r#"{"type":"hello","connection":"7","heartbeat_ms":25000}"#
         );
+        assert_eq!(Reply::Ping.to_json(), r#"{"type":"ping"}"#);
     }
 }

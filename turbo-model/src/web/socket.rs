@@ -1,100 +1,181 @@
-//! One WebSocket connection: requests in, frames out, until either side stops.
+//! One WebSocket connection: requests in, frames out, heartbeats both ways, until either
+//! side stops, the hub kicks it, or the server shuts down.
+
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 
 use super::protocol::{self, ErrorCode, Inbound, Reply};
-use crate::hub::Connection;
+use crate::hub::{Connection, KickSignal, Position};
 use crate::turbo::Turbo;
 
-/// Serves one upgraded socket until the client leaves, the hub kicks it, or it breaks.
+/// Close code for a client that stopped answering heartbeats.
+const HEARTBEAT_TIMEOUT: u16 = 4000;
+/// Refused requests in a row after which a flooding client is disconnected.
+const MAX_REFUSED_IN_A_ROW: u32 = 100;
+/// How long a shutting-down connection may spend flushing its queue.
+const FLUSH_FOR: Duration = Duration::from_secs(2);
+
+/// Why the loop stopped, and what to tell the client.
+enum Stop {
+    /// Close with this frame.
+    Close(CloseFrame),
+    /// The socket is gone: nothing more to send.
+    Gone,
+}
+
+fn close(code: u16, reason: &'static str) -> Stop {
+    Stop::Close(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    })
+}
+
+/// Serves one upgraded socket.
 pub(crate) async fn serve(turbo: Turbo, mut socket: WebSocket) {
     let mut connection = turbo.hub().connect();
     let kick = connection.kick_signal();
+    let mut shutdown = turbo.shutdown_signal();
     let id = connection.id().get();
+    let heartbeat = turbo.settings().heartbeat;
     tracing::debug!(connection = id, "socket open");
+
     let hello = Reply::Hello {
         connection: id.to_string(),
+        heartbeat_ms: u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX),
     };
-    if socket.send(text(hello.to_json())).await.is_err() {
-        return;
-    }
-    let close = loop {
-        let outbound = tokio::select! {
-            biased;
-            () = kick.kicked() => break Some(slow_consumer_close()),
-            inbound = socket.recv() => match inbound {
-                None | Some(Ok(Message::Close(_))) => break None,
-                Some(Err(error)) => break close_for(error),
-                Some(Ok(Message::Text(request))) => handle(&turbo, &mut connection, &request),
-                Some(Ok(Message::Binary(_))) => Some(error_reply(
-                    ErrorCode::BinaryNotSupported,
-                    "binary frames are not accepted; send JSON text".into(),
-                    None,
-                )),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
-            },
-            frame = connection.next_frame() => match frame {
-                Some(frame) => Some(frame),
-                None => break None,
-            },
-        };
-        if let Some(message) = outbound {
-            // A stalled write must not outlive a kick: the kick is how a slow client is
-            // let go without holding its queue forever.
-            let sent = tokio::select! {
-                biased;
-                () = kick.kicked() => break Some(slow_consumer_close()),
-                sent = socket.send(Message::Text(message)) => sent,
-            };
-            if sent.is_err() {
-                break None;
-            }
-        }
+    let mut state = State {
+        turbo: &turbo,
+        connection: &mut connection,
+        limiter: RateLimiter::new(turbo.settings().inbound_rate),
+        refused_in_a_row: 0,
     };
-    if let Some(frame) = close {
+    let stop = match write(&mut socket, &kick, text(hello.to_json())).await {
+        Err(stop) => stop,
+        Ok(()) => run(&mut socket, &mut state, &kick, &mut shutdown, heartbeat).await,
+    };
+    if let Stop::Close(frame) = stop {
         let _ = socket.send(Message::Close(Some(frame))).await;
     }
     tracing::debug!(connection = id, "socket closed");
 }
 
-fn text(json: String) -> Message {
-    Message::Text(Utf8Bytes::from(json))
+struct State<'a> {
+    turbo: &'a Turbo,
+    connection: &'a mut Connection,
+    limiter: RateLimiter,
+    refused_in_a_row: u32,
 }
 
-fn slow_consumer_close() -> CloseFrame {
-    CloseFrame {
-        code: close_code::AGAIN,
-        reason: Utf8Bytes::from_static("too slow to keep up; reconnect"),
+async fn run(
+    socket: &mut WebSocket,
+    state: &mut State<'_>,
+    kick: &KickSignal,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    heartbeat: Duration,
+) -> Stop {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    let mut last_heard = Instant::now();
+    loop {
+        let outbound: Vec<Utf8Bytes> = tokio::select! {
+            biased;
+            () = kick.kicked() => return close(close_code::AGAIN, "too slow to keep up; reconnect"),
+            () = super::closing(shutdown) => {
+                return flush_for_shutdown(socket, state.connection, kick).await;
+            }
+            inbound = socket.recv() => {
+                last_heard = Instant::now();
+                match inbound {
+                    None | Some(Ok(Message::Close(_))) => return Stop::Gone,
+                    Some(Err(error)) => return close_for(error),
+                    Some(Ok(Message::Text(request))) => match state.request(&request) {
+                        Ok(replies) => replies,
+                        Err(stop) => return stop,
+                    },
+                    Some(Ok(Message::Binary(_))) => vec![error_reply(
+                        ErrorCode::BinaryNotSupported,
+                        "binary frames are not accepted; send JSON text".into(),
+                        None,
+                    )],
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Vec::new(),
+                }
+            }
+            frame = state.connection.next_frame() => match frame {
+                Some(frame) => vec![frame.json().clone()],
+                None => return Stop::Gone,
+            },
+            _ = ticker.tick() => {
+                if last_heard.elapsed() > heartbeat * 2 {
+                    tracing::debug!(connection = state.connection.id().get(), "heartbeat timeout");
+                    return close(HEARTBEAT_TIMEOUT, "no heartbeat from the client");
+                }
+                vec![Utf8Bytes::from(Reply::Ping.to_json())]
+            }
+        };
+        for message in outbound {
+            if let Err(stop) = write(socket, kick, message).await {
+                return stop;
+            }
+        }
     }
 }
 
+/// Writes one text frame, unless the hub kicks the connection first: a stalled write
+/// must not hold a slow client's resources forever.
+async fn write(socket: &mut WebSocket, kick: &KickSignal, message: Utf8Bytes) -> Result<(), Stop> {
+    tokio::select! {
+        biased;
+        () = kick.kicked() => Err(close(close_code::AGAIN, "too slow to keep up; reconnect")),
+        sent = socket.send(Message::Text(message)) => sent.map_err(|_| Stop::Gone),
+    }
+}
+
+/// On shutdown: write what is queued (for a bounded time), then ask for a reconnect.
+async fn flush_for_shutdown(
+    socket: &mut WebSocket,
+    connection: &mut Connection,
+    kick: &KickSignal,
+) -> Stop {
+    let deadline = Instant::now() + FLUSH_FOR;
+    while let Some(frame) = connection.try_next_frame() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, write(socket, kick, frame.json().clone())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(stop)) => return stop,
+            Err(_) => break,
+        }
+    }
+    close(close_code::RESTART, "server restarting; reconnect")
+}
+
+fn text(json: String) -> Utf8Bytes {
+    Utf8Bytes::from(json)
+}
+
 /// The close frame owed to the client after a read error, if any.
-fn close_for(error: axum::Error) -> Option<CloseFrame> {
+fn close_for(error: axum::Error) -> Stop {
     let inner = error.into_inner();
     match inner.downcast_ref::<tungstenite::Error>() {
         Some(tungstenite::Error::Capacity(capacity)) => {
             tracing::debug!(error = %capacity, "inbound message over the size limit");
-            Some(CloseFrame {
-                code: close_code::SIZE,
-                reason: Utf8Bytes::from_static("message too big: the limit is 65536 bytes"),
-            })
+            close(
+                close_code::SIZE,
+                "message too big: the limit is 65536 bytes",
+            )
         }
         Some(tungstenite::Error::Protocol(protocol)) => {
             tracing::debug!(error = %protocol, "WebSocket protocol error");
-            Some(CloseFrame {
-                code: close_code::PROTOCOL,
-                reason: Utf8Bytes::from_static("protocol error"),
-            })
+            close(close_code::PROTOCOL, "protocol error")
         }
         _ => {
             tracing::debug!(error = %inner, "socket read failed");
-            None
+            Stop::Gone
         }
     }
 }
 
 fn error_reply(code: ErrorCode, message: String, token: Option<&str>) -> Utf8Bytes {
-    Utf8Bytes::from(
+    text(
         Reply::Error {
             code,
             message,
@@ -104,50 +185,173 @@ fn error_reply(code: ErrorCode, message: String, token: Option<&str>) -> Utf8Byt
     )
 }
 
-/// Answers one request; every request gets exactly one reply.
-fn handle(turbo: &Turbo, connection: &mut Connection, request: &str) -> Option<Utf8Bytes> {
-    let request = match protocol::parse(request) {
-        Ok(request) => request,
-        Err(message) => return Some(error_reply(ErrorCode::BadRequest, message, None)),
-    };
-    let (Inbound::Subscribe { stream: token } | Inbound::Unsubscribe { stream: token }) = &request;
-    let stream = match turbo.verify(token) {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::info!(connection = connection.id().get(), %error, "subscription refused");
-            return Some(error_reply(
-                ErrorCode::InvalidToken,
-                format!("stream token refused: {error}"),
-                Some(token),
-            ));
+impl State<'_> {
+    /// Answers one request: its reply, then any replayed frames, in order.
+    fn request(&mut self, request: &str) -> Result<Vec<Utf8Bytes>, Stop> {
+        if !self.limiter.admit(Instant::now()) {
+            self.refused_in_a_row += 1;
+            if self.refused_in_a_row >= MAX_REFUSED_IN_A_ROW {
+                return Err(close(close_code::POLICY, "too many requests"));
+            }
+            let rate = self.turbo.settings().inbound_rate;
+            return Ok(vec![error_reply(
+                ErrorCode::RateLimited,
+                format!(
+                    "at most {} requests per second (bursts of {}); this one was dropped",
+                    rate.per_second, rate.burst
+                ),
+                None,
+            )]);
         }
-    };
-    let reply = match request {
-        Inbound::Subscribe { .. } => {
-            let limit = turbo.settings().max_subscriptions;
-            if connection.streams().len() >= limit && !connection.streams().contains(&stream) {
-                return Some(error_reply(
-                    ErrorCode::TooManySubscriptions,
-                    format!("a connection may subscribe to at most {limit} streams"),
-                    Some(token),
+        let (replies, refused) = match self.answer(request) {
+            Answer::Done(replies) => (replies, false),
+            Answer::Refused(reply) => (vec![reply], true),
+        };
+        self.refused_in_a_row = if refused {
+            self.refused_in_a_row + 1
+        } else {
+            0
+        };
+        if self.refused_in_a_row >= MAX_REFUSED_IN_A_ROW {
+            return Err(close(close_code::POLICY, "too many refused requests"));
+        }
+        Ok(replies)
+    }
+
+    fn answer(&mut self, request: &str) -> Answer {
+        let (token, since, subscribe) = match protocol::parse(request) {
+            Ok(Inbound::Pong {}) => return Answer::Done(Vec::new()),
+            Ok(Inbound::Subscribe { stream, since }) => (stream, since, true),
+            Ok(Inbound::Unsubscribe { stream }) => (stream, None, false),
+            Err(message) => {
+                return Answer::Refused(error_reply(ErrorCode::BadRequest, message, None));
+            }
+        };
+        let stream = match self.turbo.verify(&token) {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::info!(connection = self.connection.id().get(), %error, "subscription refused");
+                return Answer::Refused(error_reply(
+                    ErrorCode::InvalidToken,
+                    format!("stream token refused: {error}"),
+                    Some(&token),
                 ));
             }
-            let seq = connection
-                .subscribe(&stream)
-                .unwrap_or_else(|| turbo.hub().last_seq(&stream));
-            Reply::Subscribed {
+        };
+        if !subscribe {
+            self.connection.unsubscribe(&stream);
+            let reply = Reply::Unsubscribed {
                 stream: stream.as_str(),
-                token,
-                seq,
-            }
+                token: &token,
+            };
+            return Answer::Done(vec![text(reply.to_json())]);
         }
-        Inbound::Unsubscribe { .. } => {
-            connection.unsubscribe(&stream);
-            Reply::Unsubscribed {
-                stream: stream.as_str(),
-                token,
-            }
+        let limit = self.turbo.settings().max_subscriptions;
+        if self.connection.streams().len() >= limit && !self.connection.streams().contains(&stream)
+        {
+            return Answer::Refused(error_reply(
+                ErrorCode::TooManySubscriptions,
+                format!("a connection may subscribe to at most {limit} streams"),
+                Some(&token),
+            ));
         }
-    };
-    Some(Utf8Bytes::from(reply.to_json()))
+        // An epoch no server gave out cannot be resumed: treat it as another epoch.
+        let since = since.map(|s| s.position().unwrap_or(Position::new(0, u64::MAX)));
+        let subscribed = self.connection.subscribe(&stream, since);
+        let reply = Reply::Subscribed {
+            stream: stream.as_str(),
+            token: &token,
+            epoch: Position::epoch_hex(subscribed.position.epoch),
+            seq: subscribed.position.seq,
+            gap: subscribed.gap,
+        };
+        let mut out = Vec::with_capacity(1 + subscribed.replay.len());
+        out.push(text(reply.to_json()));
+        out.extend(subscribed.replay.iter().map(|f| f.json().clone()));
+        Answer::Done(out)
+    }
+}
+
+/// What a request produced.
+enum Answer {
+    /// Replies to send (possibly none).
+    Done(Vec<Utf8Bytes>),
+    /// The request was refused with this error frame.
+    Refused(Utf8Bytes),
+}
+
+/// Requests per second a connection may send, with bursts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub(crate) struct InboundRate {
+    /// Sustained requests per second.
+    pub(crate) per_second: u32,
+    /// Requests allowed at once.
+    pub(crate) burst: u32,
+}
+
+impl Default for InboundRate {
+    /// 20 per second, and bursts of 120: enough for a page to subscribe to every stream
+    /// a connection may hold ([`DEFAULT_MAX_SUBSCRIPTIONS`](crate::DEFAULT_MAX_SUBSCRIPTIONS))
+    /// at once when it reconnects.
+    fn default() -> Self {
+        Self {
+            per_second: 20,
+            burst: 120,
+        }
+    }
+}
+
+/// A token bucket.
+struct RateLimiter {
+    rate: InboundRate,
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimiter {
+    fn new(rate: InboundRate) -> Self {
+        Self {
+            rate,
+            tokens: f64::from(rate.burst),
+            at: Instant::now(),
+        }
+    }
+
+    fn admit(&mut self, now: Instant) -> bool {
+        let refill = now.duration_since(self.at).as_secs_f64() * f64::from(self.rate.per_second);
+        self.tokens = (self.tokens + refill).min(f64::from(self.rate.burst));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_bursts_then_the_rate() {
+        let start = Instant::now();
+        let mut limiter = RateLimiter::new(InboundRate {
+            per_second: 10,
+            burst: 3,
+        });
+        assert!((0..3).all(|_| limiter.admit(start)));
+        assert!(!limiter.admit(start));
+        assert!(limiter.admit(start + Duration::from_millis(100)));
+        assert!(!limiter.admit(start + Duration::from_millis(100)));
+        assert!(limiter.admit(start + Duration::from_secs(60)));
+        assert!(limiter.admit(start + Duration::from_secs(60)));
+        assert!(limiter.admit(start + Duration::from_secs(60)));
+        assert!(
+            !limiter.admit(start + Duration::from_secs(60)),
+            "capped at the burst"
+        );
+    }
 }

@@ -1,0 +1,148 @@
+//! One stream as Server-Sent Events: the transport of Turbo's own
+//! `<turbo-stream-source>`, whose `EventSource` reconnects by itself and sends
+//! `Last-Event-ID`.
+//!
+//! Every event's id is the stream position (`epoch.seq`). The response starts with an
+//! event that has only an id (the position at subscription), so that even a client that
+//! receives nothing before a reconnect resumes from the right place. A resume that
+//! history cannot serve starts with a `refresh` action instead: Turbo reloads the page.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ws::Utf8Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream;
+use serde::Deserialize;
+
+use crate::hub::{Connection, KickSignal, Position};
+use crate::turbo::Turbo;
+
+/// How soon an `EventSource` reconnects after the stream ends.
+const RETRY_MS: u64 = 1000;
+
+/// The query of the SSE endpoint.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Params {
+    stream: String,
+    /// The position the page was rendered at, used when the browser has no
+    /// `Last-Event-ID` yet (its first connection).
+    since: Option<String>,
+}
+
+pub(crate) async fn events(
+    State(turbo): State<Turbo>,
+    headers: HeaderMap,
+    params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Err(refused) = super::admit(&turbo, &headers) {
+        return refused;
+    }
+    let Ok(Query(params)) = params else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected ?stream=<signed stream token>",
+        )
+            .into_response();
+    };
+    let stream = match turbo.verify(&params.stream) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::info!(%error, "SSE subscription refused");
+            // Not 2xx: EventSource gives up instead of retrying a token that never works.
+            return (
+                StatusCode::FORBIDDEN,
+                format!("stream token refused: {error}"),
+            )
+                .into_response();
+        }
+    };
+    let since = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .or(params.since.as_deref())
+        .map(|id| Position::parse(id).unwrap_or(Position::new(0, u64::MAX)));
+    let mut connection = turbo.hub().connect();
+    let subscribed = connection.subscribe(&stream, since);
+
+    let mut opening = format!("retry: {RETRY_MS}\n");
+    if subscribed.gap.is_some() {
+        opening.push_str(&format!(
+            "id: {}\ndata: <turbo-stream action=\"refresh\"></turbo-stream>\n\n",
+            subscribed.position
+        ));
+    } else {
+        opening.push_str(&format!("id: {}\n\n", subscribed.position));
+    }
+    let mut first: Vec<Utf8Bytes> = vec![Utf8Bytes::from(opening)];
+    first.extend(subscribed.replay.iter().map(|f| f.sse().clone()));
+
+    let state = Events {
+        kick: connection.kick_signal(),
+        connection,
+        shutdown: turbo.shutdown_signal(),
+        ticker: heartbeat_ticker(turbo.settings().heartbeat),
+        pending: first,
+        ending: false,
+    };
+    let body = Body::from_stream(stream::unfold(state, Events::next));
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn heartbeat_ticker(every: Duration) -> tokio::time::Interval {
+    tokio::time::interval_at(tokio::time::Instant::now() + every, every)
+}
+
+/// The state of one event stream between chunks.
+struct Events {
+    connection: Connection,
+    kick: KickSignal,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    ticker: tokio::time::Interval,
+    /// Chunks to send before waiting again, oldest first.
+    pending: Vec<Utf8Bytes>,
+    /// Set once the stream should end after `pending` drains.
+    ending: bool,
+}
+
+impl Events {
+    async fn next(mut self) -> Option<(Result<Utf8Bytes, Infallible>, Self)> {
+        loop {
+            if !self.pending.is_empty() {
+                let chunk = self.pending.remove(0);
+                return Some((Ok(chunk), self));
+            }
+            if self.ending {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                () = self.kick.kicked() => return None,
+                () = super::closing(&mut self.shutdown) => {
+                    while let Some(frame) = self.connection.try_next_frame() {
+                        self.pending.push(frame.sse().clone());
+                    }
+                    self.ending = true;
+                }
+                frame = self.connection.next_frame() => match frame {
+                    Some(frame) => self.pending.push(frame.sse().clone()),
+                    None => return None,
+                },
+                _ = self.ticker.tick() => {
+                    self.pending.push(Utf8Bytes::from_static(": ping\n\n"));
+                }
+            }
+        }
+    }
+}
