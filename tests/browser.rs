@@ -165,6 +165,79 @@ async fn reconnects() -> Result<(), BrowserError> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_while_a_page_is_offline_arrive_in_order_when_it_reconnects()
+-> Result<(), BrowserError> {
+    tokio::time::timeout(WHOLE_TEST, offline_then_back())
+        .await
+        .unwrap_or_else(|_| panic!("the browser test took longer than {WHOLE_TEST:?}"))
+}
+
+async fn offline_then_back() -> Result<(), BrowserError> {
+    let chat = ChatServer::start().await;
+    let room = chat.create_room("Offline").await;
+    let browser = Browser::start().await?;
+    let a = browser.open_page().await?;
+    let b = browser.open_page().await?;
+    let room_url = format!("{}/rooms/{room}/", chat.base_url);
+    for page in [&a, &b] {
+        page.show_on_failure("#messages");
+        page.goto(&room_url).await?;
+        page.wait_for(SUBSCRIBED, STEP).await?;
+    }
+    b.execute("window.__marker = 1", vec![]).await?;
+
+    // B's network goes down: its socket closes (code 4001) and every reconnect attempt
+    // fails until the network is back.
+    b.execute(
+        "window.__offline = true;
+         const Real = window.WebSocket;
+         window.WebSocket = class extends Real {
+             constructor(url, protocols) {
+                 super(window.__offline ? 'ws://127.0.0.1:9/' : url, protocols);
+             }
+         };
+         document.querySelector('turbo-model-stream-source').connection.socket.close(4001, 'cut');",
+        vec![],
+    )
+    .await?;
+    b.wait_for_gone(SUBSCRIBED, STEP).await?;
+
+    let missed = [
+        "one while offline",
+        "two while offline",
+        "three while offline",
+    ];
+    for text in missed {
+        a.wait_for(SUBSCRIBED, STEP).await?;
+        send(&a, text).await?;
+        a.wait_for_text(MESSAGE_TEXTS, text, STEP).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(b.count("#messages li").await?, 0, "B is offline");
+
+    b.execute("window.__offline = false", vec![]).await?;
+    b.wait_for(SUBSCRIBED, STEP).await?;
+    b.wait_for_text(MESSAGE_TEXTS, missed[2], STEP).await?;
+    assert_eq!(
+        b.texts_of(MESSAGE_TEXTS).await?,
+        missed,
+        "all three, in order"
+    );
+    assert_eq!(marker(&b).await?, json!(1), "B caught up without a reload");
+
+    let live = "live again";
+    send(&a, live).await?;
+    b.wait_for_text(MESSAGE_TEXTS, live, STEP).await?;
+    let mut expected = missed.to_vec();
+    expected.push(live);
+    assert_eq!(b.texts_of(MESSAGE_TEXTS).await?, expected);
+    b.screenshot(screenshot_path("offline-b.png")).await?;
+    a.close().await?;
+    b.close().await?;
+    Ok(())
+}
+
 /// Types `text` into the send form, submits it, and waits for the input to clear.
 async fn send(page: &Page, text: &str) -> Result<(), BrowserError> {
     page.fill(MESSAGE_INPUT, text).await?;

@@ -4,4 +4,6 @@
 pub mod browser;
 pub mod db;
 pub mod server;
+pub mod sse;
+pub mod standalone;
 pub mod ws;

@@ -66,12 +66,61 @@ impl Client {
         reply
     }
 
+    /// Subscribes resuming after `(epoch, seq)` and returns the `subscribed` reply; the
+    /// replayed frames follow it.
+    pub async fn resume(&mut self, token: &str, epoch: &str, seq: u64) -> Value {
+        self.send_text(
+            serde_json::json!({
+                "type": "subscribe",
+                "stream": token,
+                "since": {"epoch": epoch, "seq": seq}
+            })
+            .to_string(),
+        )
+        .await;
+        let reply = self.json().await;
+        assert_eq!(reply["type"], "subscribed", "subscribe reply: {reply}");
+        reply
+    }
+
+    /// Connects sending this `Origin`; returns the HTTP status when the upgrade is
+    /// refused.
+    pub async fn connect_from(url: &str, origin: &str) -> Result<Self, u16> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url
+            .into_client_request()
+            .unwrap_or_else(|e| panic!("request for {url}: {e}"));
+        request.headers_mut().insert(
+            "origin",
+            origin
+                .parse()
+                .unwrap_or_else(|e| panic!("origin header {origin}: {e}")),
+        );
+        match connect_async(request).await {
+            Ok((socket, _)) => {
+                let mut client = Self { socket };
+                let hello = client.json().await;
+                assert_eq!(hello["type"], "hello");
+                Ok(client)
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(e) => panic!("connect {url}: {e}"),
+        }
+    }
+
     /// The next frame, or what ended the connection; panics after [`WAIT`].
     pub async fn next(&mut self) -> Received {
+        self.next_within(WAIT).await
+    }
+
+    /// The next frame, or what ended the connection; panics after `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Received {
         loop {
-            let frame = tokio::time::timeout(WAIT, self.socket.next())
+            let frame = tokio::time::timeout(wait, self.socket.next())
                 .await
-                .unwrap_or_else(|_| panic!("no frame within {WAIT:?}"));
+                .unwrap_or_else(|_| panic!("no frame within {wait:?}"));
             match frame {
                 Some(Ok(Message::Text(text))) => {
                     let value = serde_json::from_str(text.as_str())

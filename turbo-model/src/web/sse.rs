@@ -75,7 +75,11 @@ pub(crate) async fn events(
             subscribed.position
         ));
     } else {
-        opening.push_str(&format!("id: {}\n\n", subscribed.position));
+        // A resuming client's own position: the replay that follows moves it on. Naming
+        // the stream's current position here would let a client cut off mid-replay skip
+        // the rest of it on its next reconnect.
+        let from = since.unwrap_or(subscribed.position);
+        opening.push_str(&format!("id: {from}\n\n"));
     }
     let mut first: Vec<Utf8Bytes> = vec![Utf8Bytes::from(opening)];
     first.extend(subscribed.replay.iter().map(|f| f.sse().clone()));
