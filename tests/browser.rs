@@ -238,6 +238,62 @@ async fn offline_then_back() -> Result<(), BrowserError> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_missed_more_than_the_history_refreshes_itself()
+-> Result<(), BrowserError> {
+    tokio::time::timeout(WHOLE_TEST, refreshes_after_a_gap())
+        .await
+        .unwrap_or_else(|_| panic!("the browser test took longer than {WHOLE_TEST:?}"))
+}
+
+async fn refreshes_after_a_gap() -> Result<(), BrowserError> {
+    let chat = ChatServer::start().await;
+    let room = chat.create_room("Gap").await;
+    let browser = Browser::start().await?;
+    let page = browser.open_page().await?;
+    page.show_on_failure("#messages");
+    page.goto(&format!("{}/rooms/{room}/", chat.base_url)).await?;
+    page.wait_for(SUBSCRIBED, STEP).await?;
+    // A Turbo refresh keeps the window but renders a new body: mark the old one.
+    page.execute("document.querySelector('#messages').dataset.old = 'yes'", vec![]).await?;
+    page.execute(
+        "window.__offline = true;
+         const Real = window.WebSocket;
+         window.WebSocket = class extends Real {
+             constructor(url, protocols) {
+                 super(window.__offline ? 'ws://127.0.0.1:9/' : url, protocols);
+             }
+         };
+         document.querySelector('turbo-model-stream-source').connection.socket.close(4001, 'cut');",
+        vec![],
+    )
+    .await?;
+    page.wait_for_gone(SUBSCRIBED, STEP).await?;
+
+    // More broadcasts than a stream keeps (100), then one message saved for real.
+    let stream = format!("room:{room}");
+    for n in 0..150 {
+        turbo_model_tests::server::turbo()
+            .publish(&stream, format!("<turbo-stream action=\"append\" target=\"nowhere\"><template>{n}</template></turbo-stream>"))
+            .expect("publish");
+    }
+    assert_eq!(chat.post_message(room, "saved while away").await, 303);
+
+    page.execute("window.__offline = false", vec![]).await?;
+    // The gap makes the page reload itself from the server, which has the message.
+    page.wait_for_text(MESSAGE_TEXTS, "saved while away", STEP).await?;
+    assert_eq!(
+        page.count("#messages[data-old]").await?,
+        0,
+        "the page was rendered again from the server"
+    );
+    page.wait_for(SUBSCRIBED, STEP).await?;
+    assert_eq!(chat.post_message(room, "and live after").await, 303);
+    page.wait_for_text(MESSAGE_TEXTS, "and live after", STEP).await?;
+    page.close().await?;
+    Ok(())
+}
+
 /// Types `text` into the send form, submits it, and waits for the input to clear.
 async fn send(page: &Page, text: &str) -> Result<(), BrowserError> {
     page.fill(MESSAGE_INPUT, text).await?;

@@ -374,3 +374,36 @@ async fn a_flood_of_requests_is_rate_limited_and_a_flood_of_refusals_disconnecte
         other => panic!("expected close 1008, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn forms_posted_from_another_site_are_refused() {
+    let server = ChatServer::start().await;
+    let room = server.create_room("Lobby").await;
+    let mut client = subscribed_client(&server, room).await;
+    let url = format!("{}/rooms/{room}/messages/", server.base_url);
+    for (header, value) in [("sec-fetch-site", "cross-site"), ("origin", "http://evil.example")] {
+        let response = server
+            .http()
+            .post(&url)
+            .header(header, value)
+            .form(&[("text", "forged")])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 403, "{header}: {value}");
+        assert_eq!(response.text().await.expect("body"), "cross-site request refused");
+    }
+    let same_site = server
+        .http()
+        .post(&url)
+        .header("sec-fetch-site", "same-origin")
+        .header("origin", server.base_url.as_str())
+        .form(&[("text", "genuine")])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(same_site.status(), 303);
+    let frame = client.json().await;
+    assert!(frame["html"].as_str().unwrap_or_default().contains("genuine"), "{frame}");
+    client.expect_silence(Duration::from_millis(200)).await;
+}

@@ -79,6 +79,8 @@ pub fn router(db: DatabaseConnection, turbo: &Turbo) -> Router {
         )
         .route("/static/turbo.js", get(turbo_js))
         .with_state(app)
+        // Forms posted from other sites' pages are refused (cross-site request forgery).
+        .layer(axum::middleware::from_fn(turbo_model::web::reject_cross_site))
         .merge(turbo.router())
 }
 
