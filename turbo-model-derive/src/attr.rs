@@ -46,6 +46,8 @@ pub(crate) struct StructAttrs {
     pub(crate) prefix: Option<LitStr>,
     /// `#[stream(custom_behavior)]`.
     pub(crate) custom_behavior: bool,
+    /// `#[stream(broadcasts_refreshes)]`.
+    pub(crate) broadcasts_refreshes: bool,
     /// `#[sea_orm(table_name = "...")]`.
     pub(crate) table_name: Option<LitStr>,
     /// `#[serde(rename_all = "...")]`, the serialize side.
@@ -72,11 +74,25 @@ pub(crate) struct Parent {
     pub(crate) entity: Option<Path>,
 }
 
-const STRUCT_KEYS: &str = "`prefix` or `custom_behavior`";
+const STRUCT_KEYS: &str = "`prefix`, `custom_behavior` or `broadcasts_refreshes`";
 const FIELD_KEYS: &str = "`parent`";
 const PARENT_EXAMPLE: &str =
     "expected a path to the parent entity, e.g. `#[stream(parent = super::room::Entity)]`";
 const PREFIX_EXAMPLE: &str = "expected a string literal, e.g. `#[stream(prefix = \"rooms\")]`";
+
+/// A key that takes no value, like `#[stream(custom_behavior)]`.
+fn flag(item: &Item, errors: &mut Errors) -> bool {
+    match item.value {
+        Value::Flag => true,
+        _ => {
+            errors.spanned(
+                &item.key,
+                format!("`{0}` takes no value; write `#[stream({0})]`", item.key),
+            );
+            false
+        }
+    }
+}
 
 impl StructAttrs {
     pub(crate) fn from_attrs(attrs: &[Attribute], errors: &mut Errors) -> Self {
@@ -90,13 +106,8 @@ impl StructAttrs {
                     }
                     match item.key.to_string().as_str() {
                         "prefix" => out.prefix = prefix(&item, errors),
-                        "custom_behavior" => match item.value {
-                            Value::Flag => out.custom_behavior = true,
-                            _ => errors.spanned(
-                                &item.key,
-                                "`custom_behavior` takes no value; write `#[stream(custom_behavior)]`",
-                            ),
-                        },
+                        "custom_behavior" => out.custom_behavior = flag(&item, errors),
+                        "broadcasts_refreshes" => out.broadcasts_refreshes = flag(&item, errors),
                         "parent" => errors.spanned(
                             &item.key,
                             "`parent` goes on the field that holds the parent's key, \
@@ -142,10 +153,11 @@ impl FieldAttrs {
                     }
                     match item.key.to_string().as_str() {
                         "parent" => out.parent = Some(parent(item, errors)),
-                        known @ ("prefix" | "custom_behavior") => errors.spanned(
-                            &item.key,
-                            format!("`{known}` goes on the struct, not on a field"),
-                        ),
+                        known @ ("prefix" | "custom_behavior" | "broadcasts_refreshes") => errors
+                            .spanned(
+                                &item.key,
+                                format!("`{known}` goes on the struct, not on a field"),
+                            ),
                         other => errors.spanned(
                             &item.key,
                             format!("unknown `stream` attribute `{other}`; expected {FIELD_KEYS}"),

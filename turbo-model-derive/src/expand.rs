@@ -69,6 +69,7 @@ fn model_impls(model: &Model<'_>, check_behavior: bool) -> TokenStream {
         .names
         .as_ref()
         .map(|names| registration(names, &model.keys));
+    let refreshes = model.broadcasts_refreshes.then(|| refreshes(model));
 
     quote! {
         #[automatically_derived]
@@ -98,6 +99,55 @@ fn model_impls(model: &Model<'_>, check_behavior: bool) -> TokenStream {
         #stream_of
         #behavior
         #registration
+        #refreshes
+    }
+}
+
+/// `#[stream(broadcasts_refreshes)]`: a hook that sends a `refresh` (debounced) to the
+/// row's stream, the parent's stream, and, on create, the entity's stream (the prefix
+/// alone, for pages that list the rows).
+fn refreshes(model: &Model<'_>) -> TokenStream {
+    let ident = model.ident;
+    let parent = match &model.parent {
+        Some(parent) if parent.optional => quote! {
+            if let ::core::option::Option::Some(parent) = model.parent_stream() {
+                parent.refresh().send()?;
+            }
+        },
+        Some(_) => quote! { model.parent_stream().refresh().send()?; },
+        None => TokenStream::new(),
+    };
+    quote! {
+        /// The hook behind `#[stream(broadcasts_refreshes)]`.
+        #[doc(hidden)]
+        pub struct BroadcastsRefreshes;
+
+        impl BroadcastsRefreshes {
+            fn refresh(model: &#ident, created: bool) -> ::turbo_model::Result<()> {
+                if created {
+                    ::turbo_model::stream(<Entity as ::turbo_model::StreamEntity>::stream_prefix())
+                        .refresh()
+                        .send()?;
+                }
+                model.stream().refresh().send()?;
+                #parent
+                ::core::result::Result::Ok(())
+            }
+        }
+
+        impl ::turbo_model::ModelStream for BroadcastsRefreshes {
+            type Entity = Entity;
+
+            fn on_save(&self, model: &#ident, saved: ::turbo_model::Saved) -> ::turbo_model::Result<()> {
+                Self::refresh(model, saved.created)
+            }
+
+            fn on_delete(&self, model: &#ident) -> ::turbo_model::Result<()> {
+                Self::refresh(model, false)
+            }
+        }
+
+        ::turbo_model::register!(BroadcastsRefreshes);
     }
 }
 

@@ -47,6 +47,10 @@ use syn::{DeriveInput, parse_macro_input};
 /// - `ActiveModelBehavior` for `ActiveModel`, which runs the registered hooks after
 ///   saves and deletes. With `#[stream(custom_behavior)]` it is not generated: write
 ///   your own impl and put `#[turbo_model::active_model_behavior]` on it;
+/// - with `#[stream(broadcasts_refreshes)]`, a hook that sends a `refresh` (debounced)
+///   after every save and delete to the row's stream and its parent's, and after a
+///   create to the entity's own stream (the prefix alone, e.g. `room`, for index pages):
+///   pages that subscribe to them reload (or morph) themselves, with no hook to write;
 /// - the registration the `turbo_subscribe` template tag uses to find a row's stream
 ///   from its serialized fields (honouring `#[serde(rename, rename_all, skip)]`).
 ///
@@ -56,6 +60,7 @@ use syn::{DeriveInput, parse_macro_input};
 /// |--------|--------------------------------------|-------------------------------------|
 /// | struct | `#[stream(prefix = "rooms")]`        | stream names start `rooms:`         |
 /// | struct | `#[stream(custom_behavior)]`         | no `ActiveModelBehavior` impl       |
+/// | struct | `#[stream(broadcasts_refreshes)]`    | refresh pages on every save/delete  |
 /// | field  | `#[stream(parent = super::room::Entity)]` | the field holds the parent's key |
 ///
 /// With `#[sea_orm::model]` the derive also lands on the generated `ModelEx`; there it

@@ -16,6 +16,7 @@ pub(crate) struct Model<'a> {
     pub(crate) ident: &'a Ident,
     pub(crate) prefix: Prefix,
     pub(crate) custom_behavior: bool,
+    pub(crate) broadcasts_refreshes: bool,
     /// The primary key fields, in declaration order (SeaORM's key order).
     pub(crate) keys: Vec<&'a Field<'a>>,
     pub(crate) parent: Option<ParentField<'a>>,
@@ -92,6 +93,7 @@ pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Model<'a> 
         ident: input.ident,
         prefix,
         custom_behavior: attrs.custom_behavior,
+        broadcasts_refreshes: attrs.broadcasts_refreshes,
         names,
         keys,
         parent,

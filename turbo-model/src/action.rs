@@ -19,10 +19,13 @@
 //! ```
 
 use std::fmt;
+use std::time::Duration;
 
 use tera::Context;
 
+use crate::dispatch::{self, Outgoing};
 use crate::error::{Error, Result};
+use crate::stream::StreamName;
 use crate::turbo::Turbo;
 
 /// The eight actions of Turbo 8 streams.
@@ -183,6 +186,9 @@ pub struct Broadcast {
     content: Option<Content>,
     method: Method,
     preserve_scroll: bool,
+    request_id: Option<String>,
+    to_others: bool,
+    debounce: Option<Duration>,
 }
 
 impl Broadcast {
@@ -200,6 +206,9 @@ impl Broadcast {
             },
             method: Method::Replace,
             preserve_scroll: false,
+            request_id: None,
+            to_others: false,
+            debounce: None,
         }
     }
 
@@ -224,6 +233,32 @@ impl Broadcast {
     /// Keeps the scroll position on `refresh` (`scroll="preserve"`).
     pub fn preserve_scroll(mut self) -> Self {
         self.preserve_scroll = true;
+        self
+    }
+
+    /// Marks a `refresh` with the id of the request that caused it (`request-id`): the
+    /// page that made that request does not refresh itself. Inside
+    /// [`request_scope`](crate::web::request_scope) this is set from the request's
+    /// `X-Turbo-Request-Id` unless given here.
+    pub fn request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = Some(id.into());
+        self
+    }
+
+    /// Leaves out the page that made the current request (its stream connection, as
+    /// [`request_scope`](crate::web::request_scope) found it): that page gets the change
+    /// in its HTTP response instead, and must not get it twice. Outside a request, or
+    /// for a request from a page without a connection, everyone gets it.
+    pub fn to_others(mut self) -> Self {
+        self.to_others = true;
+        self
+    }
+
+    /// For `refresh`: how long to wait for more refreshes of the same stream, sending
+    /// only the last; default [`Builder::refresh_debounce`](crate::Builder::refresh_debounce)
+    /// (500 ms). `Duration::ZERO` sends at once.
+    pub fn debounce(mut self, window: Duration) -> Self {
+        self.debounce = Some(window);
         self
     }
 
@@ -285,6 +320,12 @@ impl Broadcast {
         if self.preserve_scroll && self.action == Action::Refresh {
             push_attribute(&mut html, "scroll", "preserve");
         }
+        if self.action == Action::Refresh {
+            let from_request = || dispatch::request_context().and_then(|c| c.request_id);
+            if let Some(id) = self.request_id.clone().or_else(from_request) {
+                push_attribute(&mut html, "request-id", &id);
+            }
+        }
         html.push('>');
         if let Some(content) = &self.content {
             let rendered = content.render(turbo)?;
@@ -299,7 +340,9 @@ impl Broadcast {
     }
 
     /// Renders once and publishes to every subscriber of the stream through the
-    /// installed [`Turbo`].
+    /// installed [`Turbo`]. Inside a [`Transaction`](crate::Transaction) the broadcast
+    /// waits for COMMIT; inside [`suppress`](crate::suppress) it is dropped; a `refresh`
+    /// waits for its [`debounce`](Self::debounce) window.
     ///
     /// # Errors
     ///
@@ -316,8 +359,30 @@ impl Broadcast {
     ///
     /// As [`send`](Self::send).
     pub fn send_with(self, turbo: &Turbo) -> Result<()> {
+        if dispatch::is_suppressed() {
+            turbo.count_suppressed();
+            return Ok(());
+        }
+        let stream = StreamName::new(self.stream.as_str())?;
         let html = self.to_html_with(Some(turbo))?;
-        turbo.publish(&self.stream, html)
+        let exclude = if self.to_others {
+            dispatch::request_context().and_then(|c| c.connection)
+        } else {
+            None
+        };
+        let debounce = match self.action {
+            Action::Refresh => self.debounce.unwrap_or(turbo.refresh_debounce()),
+            _ => Duration::ZERO,
+        };
+        dispatch::submit(Outgoing {
+            turbo: turbo.clone(),
+            stream,
+            action: self.action,
+            target: self.target,
+            html,
+            exclude,
+            debounce,
+        })
     }
 }
 

@@ -7,8 +7,20 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::hub::Hub;
+use crate::hub::{ConnectionId, Hub};
 use crate::stream::StreamName;
+
+/// One rendered broadcast for the backend to carry.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Publication<'a> {
+    /// The stream.
+    pub stream: &'a StreamName,
+    /// The `<turbo-stream>` element.
+    pub html: &'a str,
+    /// A connection that gets a `skip` in its place (the sender's page).
+    pub except: Option<ConnectionId>,
+}
 
 /// Carries rendered broadcasts to the hubs that have subscribers for them.
 pub trait Backend: Send + Sync + 'static {
@@ -18,13 +30,13 @@ pub trait Backend: Send + Sync + 'static {
         let _ = hub;
     }
 
-    /// Publishes one rendered `<turbo-stream>` element to `stream`, so that it reaches
-    /// every subscriber in every process, in order.
+    /// Publishes one rendered broadcast so that it reaches every subscriber of its stream
+    /// in every process, in order.
     ///
     /// # Errors
     ///
     /// [`Error::Backend`](crate::Error::Backend) when the broadcast could not be handed on.
-    fn publish(&self, hub: &Hub, stream: &StreamName, html: &str) -> Result<()>;
+    fn publish(&self, hub: &Hub, publication: Publication<'_>) -> Result<()>;
 }
 
 /// Delivers to this process's subscribers only. The default; needs nothing running.
@@ -32,8 +44,8 @@ pub trait Backend: Send + Sync + 'static {
 pub struct InProcess;
 
 impl Backend for InProcess {
-    fn publish(&self, hub: &Hub, stream: &StreamName, html: &str) -> Result<()> {
-        hub.deliver(stream, html);
+    fn publish(&self, hub: &Hub, publication: Publication<'_>) -> Result<()> {
+        hub.deliver_except(publication.stream, publication.html, publication.except);
         Ok(())
     }
 }

@@ -2,15 +2,18 @@
 //! `#[turbo_model::active_model_behavior]` install: SeaORM's lifecycle hooks call these.
 //!
 //! SeaORM runs `after_save` and `after_delete` inside the caller's transaction (if any),
-//! after the statement succeeded. The glue does nothing at all for an entity that no hook
-//! watches.
+//! after the statement succeeded. Inside a [`Transaction`](crate::Transaction) the hooks'
+//! broadcasts are held until COMMIT. The glue does nothing at all for an entity that no
+//! hook watches.
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
     IntoActiveModel, Iterable, PrimaryKeyToColumn, QueryFilter, TryIntoModel,
 };
 
+use crate::dispatch;
 use crate::hooks::{self, Saved};
+use crate::transaction;
 
 type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
 
@@ -20,13 +23,16 @@ type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
 ///
 /// Only with [`HookErrors::Propagate`](crate::HookErrors::Propagate): the hook's error as
 /// `DbErr::Custom`.
-pub async fn after_save<E, C>(model: E::Model, _db: &C, insert: bool) -> Result<E::Model, DbErr>
+pub async fn after_save<E, C>(model: E::Model, db: &C, insert: bool) -> Result<E::Model, DbErr>
 where
     E: EntityTrait,
     C: ConnectionTrait,
 {
     if hooks::has_hooks::<E>() {
-        hooks::saved(&model, Saved { created: insert }).map_err(to_db_err)?;
+        dispatch::with_hook_scope(transaction::scope_of(db), || {
+            hooks::saved(&model, Saved { created: insert })
+        })
+        .map_err(to_db_err)?;
     }
     Ok(model)
 }
@@ -68,7 +74,7 @@ where
 /// # Errors
 ///
 /// As [`after_save`].
-pub async fn after_delete<A, C>(active: A, _db: &C) -> Result<A, DbErr>
+pub async fn after_delete<A, C>(active: A, db: &C) -> Result<A, DbErr>
 where
     A: ActiveModelTrait + TryIntoModel<ModelOf<A>>,
     C: ConnectionTrait,
@@ -77,7 +83,10 @@ where
         return Ok(active);
     }
     match active.clone().try_into_model() {
-        Ok(model) => hooks::deleted(&model).map_err(to_db_err)?,
+        Ok(model) => {
+            dispatch::with_hook_scope(transaction::scope_of(db), || hooks::deleted(&model))
+                .map_err(to_db_err)?
+        }
         Err(error) => tracing::warn!(
             entity = std::any::type_name::<A::Entity>(),
             %error,

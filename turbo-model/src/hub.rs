@@ -80,9 +80,13 @@ impl Default for HubSettings {
 pub struct ConnectionId(u64);
 
 impl ConnectionId {
-    /// The number, for logs and for the client's `hello`.
+    /// The number, for logs.
     pub fn get(self) -> u64 {
         self.0
+    }
+
+    pub(crate) fn new(id: u64) -> Self {
+        Self(id)
     }
 }
 
@@ -140,6 +144,49 @@ impl Frame {
 
     fn len(&self) -> usize {
         self.json.len()
+    }
+
+    /// A broadcast's frame, serialized once; `None` (logged) if serialization fails.
+    fn message(stream: &StreamName, epoch: u64, seq: u64, html: &str) -> Option<Arc<Self>> {
+        let json = serde_json::to_string(&MessageFrame {
+            r#type: "message",
+            stream: stream.as_str(),
+            seq,
+            html,
+        });
+        match json {
+            Ok(json) => Some(Arc::new(Self {
+                stream: stream.clone(),
+                epoch,
+                seq,
+                html: html.into(),
+                json: Utf8Bytes::from(json),
+                sse: OnceLock::new(),
+            })),
+            Err(error) => {
+                tracing::error!(%stream, %error, "could not serialize a frame");
+                None
+            }
+        }
+    }
+
+    /// The stand-in for `frame` sent to the connection that must not apply it.
+    fn skip(frame: &Self) -> Arc<Self> {
+        let json = serde_json::to_string(&MessageFrame {
+            r#type: "skip",
+            stream: frame.stream.as_str(),
+            seq: frame.seq,
+            html: "",
+        })
+        .unwrap_or_default();
+        Arc::new(Self {
+            stream: frame.stream.clone(),
+            epoch: frame.epoch,
+            seq: frame.seq,
+            html: "".into(),
+            json: Utf8Bytes::from(json),
+            sse: OnceLock::new(),
+        })
     }
 }
 
@@ -595,32 +642,26 @@ impl Hub {
     /// sequence number, serializes the frame once, records it in the history, and pushes
     /// it onto each local subscriber's queue. Returns the number of queues it reached.
     pub fn deliver(&self, stream: &StreamName, html: &str) -> usize {
+        self.deliver_except(stream, html, None)
+    }
+
+    /// As [`deliver`](Self::deliver), but the connection `except` gets a `skip` frame
+    /// in its place: its position moves on, nothing is applied (its page already shows
+    /// the change).
+    pub fn deliver_except(
+        &self,
+        stream: &StreamName,
+        html: &str,
+        except: Option<ConnectionId>,
+    ) -> usize {
         let mut shard = self.shard(stream);
         let Some(state) = shard.streams.get_mut(stream) else {
             return 0;
         };
         state.seq += 1;
-        let json = serde_json::to_string(&MessageFrame {
-            r#type: "message",
-            stream: stream.as_str(),
-            seq: state.seq,
-            html,
-        });
-        let json = match json {
-            Ok(json) => Utf8Bytes::from(json),
-            Err(error) => {
-                tracing::error!(%stream, %error, "could not serialize a frame");
-                return 0;
-            }
+        let Some(frame) = Frame::message(stream, state.epoch, state.seq, html) else {
+            return 0;
         };
-        let frame = Arc::new(Frame {
-            stream: stream.clone(),
-            epoch: state.epoch,
-            seq: state.seq,
-            html: html.into(),
-            json,
-            sse: OnceLock::new(),
-        });
         self.metrics.frame_built();
         let now = Instant::now();
         state.history.push_back((now, Arc::clone(&frame)));
@@ -630,11 +671,16 @@ impl Hub {
         trim(&mut state.history, self.settings.history_age);
 
         let max_bytes = self.settings.queue_bytes;
+        let mut skip: Option<Arc<Frame>> = None;
         let mut delivered = 0;
         let mut lost = 0;
-        state
-            .subscribers
-            .retain(|subscriber| match subscriber.push(&frame, max_bytes) {
+        state.subscribers.retain(|subscriber| {
+            let this = if Some(subscriber.id) == except {
+                skip.get_or_insert_with(|| Frame::skip(&frame))
+            } else {
+                &frame
+            };
+            match subscriber.push(this, max_bytes) {
                 Push::Queued => {
                     delivered += 1;
                     true
@@ -653,7 +699,8 @@ impl Hub {
                     lost += 1;
                     false
                 }
-            });
+            }
+        });
         for _ in 0..lost {
             self.metrics.unsubscribed();
         }
@@ -931,6 +978,27 @@ mod tests {
         let mut page = hub.connect();
         let subscribed = page.subscribe(&room, Some(rendered_at));
         assert_eq!((seqs(&subscribed.replay), subscribed.gap), (vec![1], None));
+    }
+
+    #[test]
+    fn the_excepted_connection_gets_a_skip_with_the_same_number() {
+        let hub = hub(8);
+        let room = name("room:1");
+        let mut sender = hub.connect();
+        let mut other = hub.connect();
+        sender.subscribe(&room, None);
+        other.subscribe(&room, None);
+        assert_eq!(hub.deliver_except(&room, "<p>hi</p>", Some(sender.id())), 2);
+        let skip = sender.try_next_frame().expect("skip");
+        assert_eq!(
+            skip.json().as_str(),
+            r#"{"type":"skip","stream":"room:1","seq":1,"html":""}"#
+        );
+        assert_eq!(
+            skip.sse().as_str(),
+            format!("id: {}\n\n", Position::new(skip.epoch(), 1))
+        );
+        assert_eq!(other.try_next_frame().expect("frame").html(), "<p>hi</p>");
     }
 
     #[test]

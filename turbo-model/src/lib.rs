@@ -194,6 +194,7 @@
 
 mod action;
 mod backend;
+mod dispatch;
 mod error;
 mod glue;
 pub mod hooks;
@@ -203,11 +204,14 @@ mod model;
 mod signing;
 mod stream;
 mod templates;
+pub mod testing;
+mod transaction;
 mod turbo;
 pub mod web;
 
 pub use action::{Action, Broadcast, Content, Method, Target};
-pub use backend::{Backend, InProcess};
+pub use backend::{Backend, InProcess, Publication};
+pub use dispatch::{RequestContext, is_suppressed, request_context, suppress, suppress_sync};
 pub use error::{Error, Result};
 pub use hooks::{HookErrors, ModelStream, Saved, deleted, saved};
 pub use hub::{Hub, HubSettings};
@@ -216,6 +220,7 @@ pub use model::{StreamEntity, StreamModel};
 pub use signing::{MAX_TOKEN_LEN, MIN_SECRET_LEN, Signer, TokenError};
 pub use stream::{MAX_STREAM_NAME_LEN, Stream, StreamName, row_stream_name, stream};
 pub use tera::{Context, context};
+pub use transaction::{Db, Transaction};
 pub use turbo::{
     Builder, DEFAULT_HEARTBEAT, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_PATH, SECRET_ENV, Turbo,
 };

@@ -18,6 +18,7 @@ pub(crate) struct Metrics {
     subscriptions: AtomicU64,
     replayed: AtomicU64,
     gaps: AtomicU64,
+    suppressed: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -42,6 +43,8 @@ pub struct MetricsSnapshot {
     pub replayed: u64,
     /// Resumes that history could not serve (the client was told to refresh).
     pub gaps: u64,
+    /// Broadcasts dropped inside [`suppress`](crate::suppress).
+    pub suppressed: u64,
 }
 
 impl Metrics {
@@ -58,6 +61,7 @@ impl Metrics {
             subscriptions: get(&self.subscriptions),
             replayed: get(&self.replayed),
             gaps: get(&self.gaps),
+            suppressed: get(&self.suppressed),
         }
     }
 
@@ -95,6 +99,10 @@ impl Metrics {
 
     pub(crate) fn replayed(&self, n: usize) {
         self.replayed.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn suppressed(&self) {
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn gap(&self) {

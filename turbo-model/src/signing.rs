@@ -19,6 +19,10 @@ type HmacSha256 = hmac::Hmac<Sha256>;
 /// Separates these MACs from any other use of the same secret.
 const DOMAIN: &[u8] = b"turbo-model/stream-name/v1\0";
 
+/// The domain of connection tokens, which name a page's stream connection in its
+/// requests and must not double as stream tokens.
+const CONNECTION_DOMAIN: &[u8] = b"turbo-model/connection/v1\0";
+
 /// The longest token accepted; a valid one for the longest stream name is shorter.
 pub const MAX_TOKEN_LEN: usize = 512;
 
@@ -95,10 +99,31 @@ impl Signer {
     }
 
     fn mac_of(&self, name: &str) -> HmacSha256 {
+        self.mac_in(DOMAIN, name)
+    }
+
+    fn mac_in(&self, domain: &[u8], text: &str) -> HmacSha256 {
         let mut mac = self.mac.clone();
-        mac.update(DOMAIN);
-        mac.update(name.as_bytes());
+        mac.update(domain);
+        mac.update(text.as_bytes());
         mac
+    }
+
+    /// The token a page uses to name its stream connection: `id.signature`. Only the
+    /// server that issued it can make one, so a request cannot name another page's
+    /// connection.
+    pub(crate) fn sign_connection(&self, id: u64) -> String {
+        let id = id.to_string();
+        let tag = self.mac_in(CONNECTION_DOMAIN, &id).finalize().into_bytes();
+        format!("{id}.{}", URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    /// The connection id inside a token made by [`sign_connection`](Self::sign_connection).
+    pub(crate) fn verify_connection(&self, token: &str) -> Option<u64> {
+        let (id, tag) = token.split_once('.')?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        self.mac_in(CONNECTION_DOMAIN, id).verify_slice(&tag).ok()?;
+        id.parse().ok()
     }
 
     /// The token for `name`. The same name always gives the same token.
@@ -226,6 +251,20 @@ mod tests {
     fn short_secret_is_refused() {
         let err = Signer::new(b"short").expect_err("too short");
         assert!(err.to_string().contains("at least 32 bytes"), "{err}");
+    }
+
+    #[test]
+    fn connection_tokens_round_trip_and_are_not_stream_tokens() {
+        let s = signer();
+        let token = s.sign_connection(17);
+        assert!(token.starts_with("17."), "{token}");
+        assert_eq!(s.verify_connection(&token), Some(17));
+        let (_, tag) = token.split_once('.').expect("dot");
+        assert_eq!(s.verify_connection(&format!("18.{tag}")), None);
+        assert_eq!(s.verify_connection("17"), None);
+        assert!(s.verify(&token).is_err(), "not a stream token");
+        let stream_token = s.sign(&name("17"));
+        assert_eq!(s.verify_connection(&stream_token), None);
     }
 
     #[test]

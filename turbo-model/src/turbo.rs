@@ -1,12 +1,15 @@
 //! [`Turbo`]: the templates, signing key, hub and settings of one application.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tera::Context;
 
-use crate::backend::{Backend, InProcess};
+use crate::backend::{Backend, InProcess, Publication};
+use crate::dispatch::{Debouncer, Outgoing};
 use crate::error::{Error, Result};
 use crate::hooks::HookErrors;
 use crate::hub::{Hub, HubSettings};
@@ -14,10 +17,20 @@ use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::signing::{Signer, TokenError};
 use crate::stream::StreamName;
 use crate::templates::{self, Endpoints, Templates};
+use axum::http::request::Parts;
+
 use crate::web::AllowedOrigins;
 use crate::web::socket::InboundRate;
 
 static GLOBAL: OnceLock<Turbo> = OnceLock::new();
+
+/// Decides whether a stream connection may subscribe to a stream; see
+/// [`Builder::authorize`].
+type Authorizer = Arc<
+    dyn Fn(Arc<Parts>, StreamName) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// The environment variable holding the key that signs stream names.
 pub const SECRET_ENV: &str = "TURBO_MODEL_SECRET";
@@ -51,6 +64,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     settings: Settings,
     shutdown: tokio::sync::watch::Sender<bool>,
+    debouncer: Debouncer,
+    authorizer: Option<Authorizer>,
 }
 
 /// Limits and paths, fixed when the [`Turbo`] is built.
@@ -62,6 +77,7 @@ pub(crate) struct Settings {
     pub(crate) heartbeat: Duration,
     pub(crate) inbound_rate: InboundRate,
     pub(crate) origins: AllowedOrigins,
+    pub(crate) refresh_debounce: Duration,
 }
 
 impl std::fmt::Debug for Turbo {
@@ -112,7 +128,64 @@ impl Turbo {
     pub fn publish(&self, stream: &str, html: String) -> Result<()> {
         let stream = StreamName::new(stream)?;
         self.inner.metrics.broadcast();
-        self.inner.backend.publish(&self.inner.hub, &stream, &html)
+        self.inner.backend.publish(
+            &self.inner.hub,
+            Publication {
+                stream: &stream,
+                html: &html,
+                except: None,
+            },
+        )
+    }
+
+    pub(crate) fn publish_outgoing(&self, outgoing: Outgoing) -> Result<()> {
+        self.inner.metrics.broadcast();
+        self.inner.backend.publish(
+            &self.inner.hub,
+            Publication {
+                stream: &outgoing.stream,
+                html: &outgoing.html,
+                except: outgoing.exclude,
+            },
+        )
+    }
+
+    /// The token that names connection `id` in its page's requests.
+    pub(crate) fn connection_token(&self, id: crate::hub::ConnectionId) -> String {
+        self.inner.signer.sign_connection(id.get())
+    }
+
+    /// The connection a request's token names, if this server issued the token.
+    pub(crate) fn connection_of(&self, token: &str) -> Option<crate::hub::ConnectionId> {
+        self.inner
+            .signer
+            .verify_connection(token)
+            .map(crate::hub::ConnectionId::new)
+    }
+
+    /// Asks the [authorization callback](Builder::authorize), if any, whether the
+    /// connection opened by `request` may subscribe to `stream`.
+    pub(crate) async fn authorize(
+        &self,
+        request: &Arc<Parts>,
+        stream: &StreamName,
+    ) -> Result<(), String> {
+        match &self.inner.authorizer {
+            None => Ok(()),
+            Some(authorize) => authorize(Arc::clone(request), stream.clone()).await,
+        }
+    }
+
+    pub(crate) fn count_suppressed(&self) {
+        self.inner.metrics.suppressed();
+    }
+
+    pub(crate) fn refresh_debounce(&self) -> Duration {
+        self.inner.settings.refresh_debounce
+    }
+
+    pub(crate) fn debouncer(&self) -> &Debouncer {
+        &self.inner.debouncer
     }
 
     /// The signed token for a stream name, as the `turbo_subscribe` tag renders it.
@@ -207,6 +280,8 @@ pub struct Builder {
     heartbeat: Option<Duration>,
     inbound_rate: InboundRate,
     origins: AllowedOrigins,
+    refresh_debounce: Option<Duration>,
+    authorizer: Option<Authorizer>,
     backend: Option<Box<dyn Backend>>,
 }
 
@@ -296,6 +371,50 @@ impl Builder {
         self
     }
 
+    /// How long `refresh` broadcasts wait for more refreshes of the same stream: a burst
+    /// of saves gives one refresh. Default 500 ms.
+    pub fn refresh_debounce(mut self, window: Duration) -> Self {
+        self.refresh_debounce = Some(window);
+        self
+    }
+
+    /// Decides, per subscription, whether a stream connection may subscribe to a stream.
+    /// It gets the parts of the request that opened the connection (cookies, headers,
+    /// and extensions such as a logged-in user put there by a layer of the application's
+    /// router) and the stream's name; `Err` holds the reason, which the client is told
+    /// (error code `forbidden`, or 403 for SSE) and which is logged.
+    ///
+    /// A signed token proves that this server rendered the stream name into some page,
+    /// not that this user may read it; use this for streams that are not public.
+    ///
+    /// ```no_run
+    /// # fn f() -> turbo_model::Result<()> {
+    /// let turbo = turbo_model::Turbo::builder()
+    ///     .authorize(|request, stream| async move {
+    ///         let admin = request
+    ///             .headers
+    ///             .get("cookie")
+    ///             .and_then(|c| c.to_str().ok())
+    ///             .is_some_and(|c| c.contains("role=admin"));
+    ///         if stream.as_str().starts_with("admin:") && !admin {
+    ///             return Err("admins only".to_owned());
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .install()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn authorize<F, Fut>(mut self, authorize: F) -> Self
+    where
+        F: Fn(Arc<Parts>, StreamName) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.authorizer = Some(Arc::new(move |request, stream| {
+            Box::pin(authorize(request, stream))
+        }));
+        self
+    }
+
     /// Which sites' pages may open stream connections; default
     /// [`AllowedOrigins::SameHost`].
     pub fn allowed_origins(mut self, origins: AllowedOrigins) -> Self {
@@ -363,6 +482,7 @@ impl Builder {
                 .max(Duration::from_millis(10)),
             inbound_rate: self.inbound_rate,
             origins: self.origins,
+            refresh_debounce: self.refresh_debounce.unwrap_or(Duration::from_millis(500)),
             path,
         };
         let backend = self.backend.unwrap_or_else(|| Box::new(InProcess));
@@ -376,6 +496,8 @@ impl Builder {
                 metrics,
                 settings,
                 shutdown: tokio::sync::watch::Sender::new(false),
+                debouncer: Debouncer::default(),
+                authorizer: self.authorizer,
             }),
         })
     }

@@ -1,5 +1,6 @@
 //! The one hook of the chat: a message saved in a room is appended to every open page of
-//! that room; a deleted message is removed from them.
+//! that room; a deleted message is removed from them. The page that sent the form gets
+//! the change in its HTTP response, so the broadcasts leave it out (`to_others`).
 
 use turbo_model::{ModelStream, Saved, context};
 
@@ -17,6 +18,7 @@ impl ModelStream for MessageStream {
                 .parent_stream()
                 .append("chat/components/message.html", context! { message })
                 .target("messages")
+                .to_others()
                 .send()?;
         }
         Ok(())
@@ -27,6 +29,7 @@ impl ModelStream for MessageStream {
             .parent_stream()
             .remove()
             .target(format!("message-{}", message.id))
+            .to_others()
             .send()
     }
 }

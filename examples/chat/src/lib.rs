@@ -8,10 +8,12 @@
 //! The binary (`src/main.rs`) wires these functions together; the tests use them to run
 //! the app on an ephemeral port.
 
+pub mod assets;
 pub mod entities;
 pub mod hooks;
 pub mod migration;
 mod routes;
+pub mod session;
 
 use std::path::PathBuf;
 
@@ -54,7 +56,10 @@ pub fn turbo_js_path() -> PathBuf {
 pub const TURBO_CDN_URL: &str =
     "https://cdn.jsdelivr.net/npm/@hotwired/turbo@8.0.23/dist/turbo.es2017-esm.js";
 
-/// A [`turbo_model::Builder`] with the chat's templates; call `.install()` on it.
+/// A [`turbo_model::Builder`] with the chat's templates and its rule for private rooms;
+/// call `.install()` on it.
 pub fn turbo_builder() -> turbo_model::Builder {
-    turbo_model::Turbo::builder().templates(templates_dir())
+    turbo_model::Turbo::builder()
+        .templates(templates_dir())
+        .authorize(session::authorize)
 }

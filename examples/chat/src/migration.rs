@@ -1,7 +1,7 @@
 //! The chat's schema, as versioned SeaORM migrations: run on start-up, each once.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::{integer, pk_auto, string, text};
+use sea_orm_migration::schema::{integer, pk_auto, string, string_null, text};
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -9,7 +9,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateRoomsAndMessages)]
+        vec![Box::new(CreateRoomsAndMessages), Box::new(AddPrivateRooms)]
     }
 }
 
@@ -71,6 +71,43 @@ impl MigrationTrait for CreateRoomsAndMessages {
             .await?;
         manager
             .drop_table(Table::drop().table("room").to_owned())
+            .await
+    }
+}
+
+struct AddPrivateRooms;
+
+impl MigrationName for AddPrivateRooms {
+    fn name(&self) -> &str {
+        "m20261128_000002_add_private_rooms"
+    }
+}
+
+#[async_trait::async_trait]
+#[allow(
+    elided_lifetimes_in_paths,
+    reason = "async_trait's expansion must match the trait's elided lifetime"
+)]
+impl MigrationTrait for AddPrivateRooms {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("room")
+                    .add_column(string_null("private_to"))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("room")
+                    .drop_column("private_to")
+                    .to_owned(),
+            )
             .await
     }
 }

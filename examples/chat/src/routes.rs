@@ -1,10 +1,13 @@
 //! The chat's pages and forms.
-
-use std::sync::Arc;
+//!
+//! Forms work with JavaScript off (they redirect). Submitted by Turbo, the message forms
+//! answer with a Turbo Stream response instead: the sender's page gets the change in the
+//! response, and the other pages get it from the hook's broadcast, which leaves the
+//! sender out (`to_others`), so nobody sees it twice.
 
 use axum::Router;
 use axum::extract::{Form, Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use sea_orm::{
@@ -12,9 +15,12 @@ use sea_orm::{
     QueryOrder, Set,
 };
 use serde::Deserialize;
+use turbo_model::web::{AcceptsTurboStream, TurboStream, turbo_stream};
 use turbo_model::{Turbo, context};
 
+use crate::assets::TurboScript;
 use crate::entities::{message, room};
+use crate::session;
 
 /// Longest room name accepted, in characters.
 const MAX_NAME: usize = 100;
@@ -25,51 +31,20 @@ const MAX_TEXT: usize = 2000;
 struct App {
     db: DatabaseConnection,
     turbo: Turbo,
-    turbo_js: Arc<TurboJs>,
+    script: TurboScript,
 }
 
-/// Where the page loads Turbo from.
-enum TurboJs {
-    /// The npm copy, served by the app at `/static/turbo.js`.
-    Local(String),
-    /// The npm copy is missing: the pinned CDN URL.
-    Cdn,
-}
-
-impl TurboJs {
-    fn load() -> Self {
-        let path = crate::turbo_js_path();
-        match std::fs::read_to_string(&path) {
-            Ok(js) => Self::Local(js),
-            Err(error) => {
-                tracing::warn!(
-                    path = %path.display(),
-                    %error,
-                    cdn = crate::TURBO_CDN_URL,
-                    "Turbo from npm is missing (run `npm ci` in examples/chat); pages load it from the CDN"
-                );
-                Self::Cdn
-            }
-        }
-    }
-
-    fn url(&self) -> &'static str {
-        match self {
-            Self::Local(_) => "/static/turbo.js",
-            Self::Cdn => crate::TURBO_CDN_URL,
-        }
-    }
-}
-
-/// All of the chat's routes, with turbo-model's endpoint merged in.
+/// All of the chat's routes, with turbo-model's endpoints merged in.
 pub fn router(db: DatabaseConnection, turbo: &Turbo) -> Router {
+    let script = TurboScript::load();
     let app = App {
-        db,
+        db: db.clone(),
         turbo: turbo.clone(),
-        turbo_js: Arc::new(TurboJs::load()),
+        script: script.clone(),
     };
     Router::new()
         .route("/", get(index))
+        .route("/session", post(session::sign_in))
         .route("/rooms/", post(create_room))
         .route("/rooms/{id}/", get(show_room))
         .route("/rooms/{id}/messages/", post(create_message))
@@ -77,11 +52,21 @@ pub fn router(db: DatabaseConnection, turbo: &Turbo) -> Router {
             "/rooms/{id}/messages/{message_id}/delete",
             post(delete_message),
         )
-        .route("/static/turbo.js", get(turbo_js))
         .with_state(app)
+        // Broadcasts made while handling a request know its sender (`to_others`, and
+        // the request id that keeps the sender's page from refreshing itself).
+        .layer(axum::middleware::from_fn_with_state(
+            turbo.clone(),
+            turbo_model::web::request_scope,
+        ))
         // Forms posted from other sites' pages are refused (cross-site request forgery).
-        .layer(axum::middleware::from_fn(turbo_model::web::reject_cross_site))
+        .layer(axum::middleware::from_fn(
+            turbo_model::web::reject_cross_site,
+        ))
+        .merge(script.router())
         .merge(turbo.router())
+        // The stream authorization reads the database from the request.
+        .layer(axum::Extension(db))
 }
 
 /// A failed request: a status and a message for the person who sent it.
@@ -109,22 +94,30 @@ impl From<turbo_model::Error> for Failure {
 
 type Page = Result<Response, Failure>;
 
-fn render(app: &App, template: &str, mut context: turbo_model::Context) -> Page {
-    context.insert("turbo_js", app.turbo_js.url());
+fn render(
+    app: &App,
+    headers: &HeaderMap,
+    template: &str,
+    mut context: turbo_model::Context,
+) -> Page {
+    context.insert("turbo_js", app.script.url());
+    context.insert("user", &session::user(headers));
     Ok(Html(app.turbo.render(template, &context)?).into_response())
 }
 
-async fn index(State(app): State<App>) -> Page {
+async fn index(State(app): State<App>, headers: HeaderMap) -> Page {
     let rooms = room::Entity::find()
         .order_by_asc(room::Column::Id)
         .all(&app.db)
         .await?;
-    render(&app, "chat/index.html", context! { rooms })
+    render(&app, &headers, "chat/index.html", context! { rooms })
 }
 
 #[derive(Deserialize)]
 struct NewRoom {
     name: String,
+    #[serde(default)]
+    private_to: String,
 }
 
 /// Trims `value` and checks it is not empty and not longer than `max` characters.
@@ -147,8 +140,19 @@ fn field(value: &str, what: &str, max: usize) -> Result<String, Failure> {
 
 async fn create_room(State(app): State<App>, Form(form): Form<NewRoom>) -> Page {
     let name = field(&form.name, "room name", MAX_NAME)?;
+    let private_to = match form.private_to.trim() {
+        "" => None,
+        user if session::valid_name(user) => Some(user.to_owned()),
+        _ => {
+            return Err(Failure(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "a user name is 1 to 32 letters, digits, - or _".into(),
+            ));
+        }
+    };
     let room = room::ActiveModel {
         name: Set(name),
+        private_to: Set(private_to),
         ..Default::default()
     }
     .insert(&app.db)
@@ -156,21 +160,34 @@ async fn create_room(State(app): State<App>, Form(form): Form<NewRoom>) -> Page 
     Ok(Redirect::to(&format!("/rooms/{}/", room.id)).into_response())
 }
 
-async fn find_room(app: &App, id: i32) -> Result<room::Model, Failure> {
-    room::Entity::find_by_id(id)
+/// The room, if it exists and the request's user may see it.
+async fn find_room(app: &App, headers: &HeaderMap, id: i32) -> Result<room::Model, Failure> {
+    let room = room::Entity::find_by_id(id)
         .one(&app.db)
         .await?
-        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no room {id}")))
+        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no room {id}")))?;
+    if !room.admits(session::user(headers).as_deref()) {
+        return Err(Failure(
+            StatusCode::FORBIDDEN,
+            format!("room {id} is private"),
+        ));
+    }
+    Ok(room)
 }
 
-async fn show_room(State(app): State<App>, Path(id): Path<i32>) -> Page {
-    let room = find_room(&app, id).await?;
+async fn show_room(State(app): State<App>, headers: HeaderMap, Path(id): Path<i32>) -> Page {
+    let room = find_room(&app, &headers, id).await?;
     let messages = room
         .find_related(message::Entity)
         .order_by_asc(message::Column::Id)
         .all(&app.db)
         .await?;
-    render(&app, "chat/room.html", context! { room, messages })
+    render(
+        &app,
+        &headers,
+        "chat/room.html",
+        context! { room, messages },
+    )
 }
 
 #[derive(Deserialize)]
@@ -180,24 +197,43 @@ struct NewMessage {
 
 async fn create_message(
     State(app): State<App>,
+    headers: HeaderMap,
+    AcceptsTurboStream(turbo_stream_response): AcceptsTurboStream,
     Path(id): Path<i32>,
     Form(form): Form<NewMessage>,
 ) -> Page {
-    let room = find_room(&app, id).await?;
+    let room = find_room(&app, &headers, id).await?;
     let text = field(&form.text, "message", MAX_TEXT)?;
-    message::ActiveModel {
+    let message = message::ActiveModel {
         room_id: Set(room.id),
         text: Set(text),
         ..Default::default()
     }
     .insert(&app.db)
     .await?;
+    if turbo_stream_response {
+        // The sender's page: the new message, and a fresh (empty) form.
+        return Ok(TurboStream::from([
+            turbo_stream::append("chat/components/message.html", context! { message })
+                .target("messages"),
+            turbo_stream::replace("chat/components/form.html", context! { room })
+                .target("message-form"),
+        ])
+        .with_turbo(&app.turbo)
+        .into_response());
+    }
     Ok(Redirect::to(&format!("/rooms/{}/", room.id)).into_response())
 }
 
-async fn delete_message(State(app): State<App>, Path((id, message_id)): Path<(i32, i32)>) -> Page {
+async fn delete_message(
+    State(app): State<App>,
+    headers: HeaderMap,
+    AcceptsTurboStream(turbo_stream_response): AcceptsTurboStream,
+    Path((id, message_id)): Path<(i32, i32)>,
+) -> Page {
+    let room = find_room(&app, &headers, id).await?;
     let message = message::Entity::find_by_id(message_id)
-        .filter(message::Column::RoomId.eq(id))
+        .filter(message::Column::RoomId.eq(room.id))
         .one(&app.db)
         .await?
         .ok_or_else(|| {
@@ -207,16 +243,11 @@ async fn delete_message(State(app): State<App>, Path((id, message_id)): Path<(i3
             )
         })?;
     message.delete(&app.db).await?;
-    Ok(Redirect::to(&format!("/rooms/{id}/")).into_response())
-}
-
-async fn turbo_js(State(app): State<App>) -> Response {
-    match &*app.turbo_js {
-        TurboJs::Local(js) => (
-            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-            js.clone(),
-        )
-            .into_response(),
-        TurboJs::Cdn => Redirect::temporary(crate::TURBO_CDN_URL).into_response(),
+    if turbo_stream_response {
+        return Ok(TurboStream::from([
+            turbo_stream::remove().target(format!("message-{message_id}"))
+        ])
+        .into_response());
     }
+    Ok(Redirect::to(&format!("/rooms/{id}/")).into_response())
 }

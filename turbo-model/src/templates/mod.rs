@@ -184,15 +184,16 @@ impl tera::Function<TeraResult<Value>> for Subscribe {
             }
             return Ok(Value::safe_string(&html));
         }
-        html.push_str("<turbo-model-stream-source src=\"");
+        let tokens: Vec<String> = resolved.iter().map(|s| self.signer.sign(s)).collect();
+        let tokens = tokens.join(" ");
+        // Permanent under one id per subscription: Turbo keeps the element (and its
+        // subscriptions) as it is across visits and morphing refreshes.
+        html.push_str("<turbo-model-stream-source id=\"turbo-model-");
+        html.push_str(&format!("{:016x}", fnv1a(tokens.as_bytes())));
+        html.push_str("\" data-turbo-permanent src=\"");
         push_escaped(&mut html, &self.endpoints.socket);
         html.push_str("\" streams=\"");
-        for (i, stream) in resolved.iter().enumerate() {
-            if i > 0 {
-                html.push(' ');
-            }
-            html.push_str(&self.signer.sign(stream));
-        }
+        html.push_str(&tokens);
         html.push_str("\" since=\"");
         for (i, stream) in resolved.iter().enumerate() {
             if i > 0 {
@@ -209,6 +210,13 @@ impl tera::Function<TeraResult<Value>> for Subscribe {
     fn is_safe(&self) -> bool {
         true
     }
+}
+
+/// FNV-1a, 64 bits: a stable short name for a set of tokens.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Finds the stream(s) a tag argument stands for.
@@ -364,7 +372,8 @@ mod tests {
         assert_eq!(
             html,
             format!(
-                "<turbo-model-stream-source src=\"/turbo-model/ws\" streams=\"bG9iYnk.tBEFxdbtR6ws9x867vP090rF0hQE_OLvLr0Oc8Cq1N4\" since=\"{}\"></turbo-model-stream-source><script type=\"module\" src=\"/turbo-model/client.js\"></script>",
+                "<turbo-model-stream-source id=\"turbo-model-{:016x}\" data-turbo-permanent src=\"/turbo-model/ws\" streams=\"bG9iYnk.tBEFxdbtR6ws9x867vP090rF0hQE_OLvLr0Oc8Cq1N4\" since=\"{}\"></turbo-model-stream-source><script type=\"module\" src=\"/turbo-model/client.js\"></script>",
+                fnv1a(b"bG9iYnk.tBEFxdbtR6ws9x867vP090rF0hQE_OLvLr0Oc8Cq1N4"),
                 position(&hub, "lobby")
             )
         );
@@ -392,6 +401,12 @@ mod tests {
                 position(&hub, "b")
             )
         );
+    }
+
+    #[test]
+    fn fnv1a_matches_its_reference_values() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 
     #[test]

@@ -17,6 +17,9 @@
 //
 // An element has the `connected` attribute while all of its streams are subscribed on an
 // open socket.
+//
+// Turbo's requests from this page carry the connection's token (X-Turbo-Model-Connection)
+// so that the server can leave this page out of the broadcasts it already answers with.
 
 const MIN_DELAY_MS = 250;
 const MAX_DELAY_MS = 10000;
@@ -195,6 +198,7 @@ class Connection {
         this.confirmed.delete(message.token);
         break;
       case "message":
+      case "skip":
         this.deliver(message);
         break;
       case "error":
@@ -237,6 +241,8 @@ class Connection {
       }
       position.seq = message.seq;
     }
+    // This page made the change and has it already: only the position moves on.
+    if (message.type === "skip") return;
     // Two elements may share a stream: Turbo must apply each frame once.
     const [first] = holders;
     first.receive(message.html);
@@ -348,6 +354,15 @@ class TurboModelStreamSource extends HTMLElement {
     this.dispatchEvent(new MessageEvent("message", { data: html }));
   }
 }
+
+document.addEventListener("turbo:before-fetch-request", (event) => {
+  for (const connection of connections.values()) {
+    if (connection.id && connection.socket && connection.socket.readyState === WebSocket.OPEN) {
+      event.detail.fetchOptions.headers["X-Turbo-Model-Connection"] = connection.id;
+      return;
+    }
+  }
+});
 
 if (!customElements.get("turbo-model-stream-source")) {
   customElements.define("turbo-model-stream-source", TurboModelStreamSource);

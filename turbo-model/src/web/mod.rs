@@ -38,6 +38,7 @@
 
 mod origin;
 pub mod protocol;
+mod response;
 pub(crate) mod socket;
 mod sse;
 
@@ -49,6 +50,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 pub use origin::{AllowedOrigins, reject_cross_site};
+pub use response::{
+    AcceptsTurboStream, CONNECTION_HEADER, REQUEST_ID_HEADER, TURBO_STREAM_MIME, TurboStream,
+    accepts_turbo_stream, request_scope, turbo_stream,
+};
 
 use crate::turbo::Turbo;
 
@@ -101,19 +106,20 @@ fn admit(turbo: &Turbo, headers: &HeaderMap) -> Result<(), Response> {
 
 async fn upgrade(
     State(turbo): State<Turbo>,
-    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
+    request: axum::http::request::Parts,
 ) -> Response {
-    if let Err(refused) = admit(&turbo, &headers) {
+    if let Err(refused) = admit(&turbo, &request.headers) {
         return refused;
     }
+    let request = std::sync::Arc::new(request);
     upgrade
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(protocol::MAX_INBOUND_BYTES)
         .max_frame_size(protocol::MAX_INBOUND_BYTES)
-        .on_upgrade(move |socket| socket::serve(turbo, socket))
+        .on_upgrade(move |socket| socket::serve(turbo, socket, request))
 }
 
 /// Resolves once the [`Turbo`] is shutting down (or gone).

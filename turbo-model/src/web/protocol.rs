@@ -12,11 +12,12 @@
 //! Server to client:
 //!
 //! ```json
-//! {"type":"hello","connection":"17","heartbeat_ms":25000}
+//! {"type":"hello","connection":"17.Xq3…","heartbeat_ms":25000}
 //! {"type":"subscribed","stream":"room:1","token":"…","epoch":"9f2c…","seq":44}
 //! {"type":"subscribed","stream":"room:1","token":"…","epoch":"77a0…","seq":3,"gap":"epoch"}
 //! {"type":"unsubscribed","stream":"room:1","token":"…"}
 //! {"type":"message","stream":"room:1","seq":45,"html":"<turbo-stream …>"}
+//! {"type":"skip","stream":"room:1","seq":46,"html":""}
 //! {"type":"ping"}
 //! {"type":"error","code":"invalid_token","message":"…","token":"…"}
 //! ```
@@ -24,12 +25,18 @@
 //! # Subscribing and resuming
 //!
 //! `subscribed` carries the stream's epoch and its last sequence number; `message`
-//! frames continue from `seq + 1`. A client that was subscribed before sends `since`
+//! frames continue from `seq + 1`. A `skip` takes a message's number for the one page
+//! that must not apply it (the page whose request made it, which has it already): the
+//! client moves its position on and applies nothing. A client that was subscribed before sends `since`
 //! (the epoch and the last `seq` it applied): the server replays what it missed right
 //! after `subscribed`, in order, then live frames follow with nothing lost or repeated.
 //! When the missed frames are no longer kept, `subscribed` says `"gap":"history"` (trimmed)
 //! or `"gap":"epoch"` (the server restarted, or forgot the stream) and the client must
 //! recover by reloading what it shows.
+//!
+//! `hello` names the connection with a signed token; the client sends it back in the
+//! `X-Turbo-Model-Connection` header of Turbo's requests (see
+//! [`request_scope`](super::request_scope)).
 //!
 //! # Heartbeats
 //!
@@ -41,7 +48,8 @@
 //!
 //! Refused requests get an `error` frame and the connection stays open. Codes:
 //! `bad_request`, `binary_not_supported`, `invalid_token`, `too_many_subscriptions`,
-//! `rate_limited`. Close codes: 1009 (a message over 64 KiB), 1008 (a flood of refused
+//! `rate_limited`, `forbidden` (the application's
+//! [authorization](crate::Builder::authorize) refused the stream). Close codes: 1009 (a message over 64 KiB), 1008 (a flood of refused
 //! requests), 1013 (too slow to keep up: reconnect and resume), 1012 (server restarting:
 //! reconnect), 4000 (heartbeat timeout).
 
@@ -101,6 +109,8 @@ pub(crate) enum ErrorCode {
     TooManySubscriptions,
     /// The client sends requests faster than allowed.
     RateLimited,
+    /// The application's authorization refused the subscription.
+    Forbidden,
 }
 
 /// A message from the server that is not a broadcast.

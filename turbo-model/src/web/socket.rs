@@ -1,7 +1,10 @@
 //! One WebSocket connection: requests in, frames out, heartbeats both ways, until either
 //! side stops, the hub kicks it, or the server shuts down.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use axum::http::request::Parts;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 
@@ -32,7 +35,7 @@ fn close(code: u16, reason: &'static str) -> Stop {
 }
 
 /// Serves one upgraded socket.
-pub(crate) async fn serve(turbo: Turbo, mut socket: WebSocket) {
+pub(crate) async fn serve(turbo: Turbo, mut socket: WebSocket, request: Arc<Parts>) {
     let mut connection = turbo.hub().connect();
     let kick = connection.kick_signal();
     let mut shutdown = turbo.shutdown_signal();
@@ -41,11 +44,12 @@ pub(crate) async fn serve(turbo: Turbo, mut socket: WebSocket) {
     tracing::debug!(connection = id, "socket open");
 
     let hello = Reply::Hello {
-        connection: id.to_string(),
+        connection: turbo.connection_token(connection.id()),
         heartbeat_ms: u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX),
     };
     let mut state = State {
         turbo: &turbo,
+        request,
         connection: &mut connection,
         limiter: RateLimiter::new(turbo.settings().inbound_rate),
         refused_in_a_row: 0,
@@ -62,6 +66,7 @@ pub(crate) async fn serve(turbo: Turbo, mut socket: WebSocket) {
 
 struct State<'a> {
     turbo: &'a Turbo,
+    request: Arc<Parts>,
     connection: &'a mut Connection,
     limiter: RateLimiter,
     refused_in_a_row: u32,
@@ -88,7 +93,7 @@ async fn run(
                 match inbound {
                     None | Some(Ok(Message::Close(_))) => return Stop::Gone,
                     Some(Err(error)) => return close_for(error),
-                    Some(Ok(Message::Text(request))) => match state.request(&request) {
+                    Some(Ok(Message::Text(request))) => match state.request(&request).await {
                         Ok(replies) => replies,
                         Err(stop) => return stop,
                     },
@@ -187,7 +192,7 @@ fn error_reply(code: ErrorCode, message: String, token: Option<&str>) -> Utf8Byt
 
 impl State<'_> {
     /// Answers one request: its reply, then any replayed frames, in order.
-    fn request(&mut self, request: &str) -> Result<Vec<Utf8Bytes>, Stop> {
+    async fn request(&mut self, request: &str) -> Result<Vec<Utf8Bytes>, Stop> {
         if !self.limiter.admit(Instant::now()) {
             self.refused_in_a_row += 1;
             if self.refused_in_a_row >= MAX_REFUSED_IN_A_ROW {
@@ -203,7 +208,7 @@ impl State<'_> {
                 None,
             )]);
         }
-        let (replies, refused) = match self.answer(request) {
+        let (replies, refused) = match self.answer(request).await {
             Answer::Done(replies) => (replies, false),
             Answer::Refused(reply) => (vec![reply], true),
         };
@@ -218,7 +223,7 @@ impl State<'_> {
         Ok(replies)
     }
 
-    fn answer(&mut self, request: &str) -> Answer {
+    async fn answer(&mut self, request: &str) -> Answer {
         let (token, since, subscribe) = match protocol::parse(request) {
             Ok(Inbound::Pong {}) => return Answer::Done(Vec::new()),
             Ok(Inbound::Subscribe { stream, since }) => (stream, since, true),
@@ -252,6 +257,19 @@ impl State<'_> {
             return Answer::Refused(error_reply(
                 ErrorCode::TooManySubscriptions,
                 format!("a connection may subscribe to at most {limit} streams"),
+                Some(&token),
+            ));
+        }
+        if let Err(reason) = self.turbo.authorize(&self.request, &stream).await {
+            tracing::info!(
+                connection = self.connection.id().get(),
+                %stream,
+                %reason,
+                "subscription refused by the application"
+            );
+            return Answer::Refused(error_reply(
+                ErrorCode::Forbidden,
+                format!("subscription to `{stream}` refused: {reason}"),
                 Some(&token),
             ));
         }

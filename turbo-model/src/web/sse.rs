@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::ws::Utf8Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream;
 use serde::Deserialize;
@@ -35,10 +35,11 @@ pub(crate) struct Params {
 
 pub(crate) async fn events(
     State(turbo): State<Turbo>,
-    headers: HeaderMap,
     params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
+    request: axum::http::request::Parts,
 ) -> Response {
-    if let Err(refused) = super::admit(&turbo, &headers) {
+    let headers = &request.headers;
+    if let Err(refused) = super::admit(&turbo, headers) {
         return refused;
     }
     let Ok(Query(params)) = params else {
@@ -60,7 +61,17 @@ pub(crate) async fn events(
                 .into_response();
         }
     };
-    let since = headers
+    let request = std::sync::Arc::new(request);
+    if let Err(reason) = turbo.authorize(&request, &stream).await {
+        tracing::info!(%stream, %reason, "SSE subscription refused by the application");
+        return (
+            StatusCode::FORBIDDEN,
+            format!("subscription to `{stream}` refused: {reason}"),
+        )
+            .into_response();
+    }
+    let since = request
+        .headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .or(params.since.as_deref())

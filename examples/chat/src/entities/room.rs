@@ -5,14 +5,30 @@ use serde::Serialize;
 use turbo_model::ModelStream;
 
 /// One room.
+///
+/// Saving or deleting a room refreshes the pages that show it (the room list subscribes
+/// to the `room` stream): no hook to write.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, ModelStream, Serialize)]
 #[sea_orm(table_name = "room")]
+#[stream(broadcasts_refreshes)]
 pub struct Model {
     /// Primary key.
     #[sea_orm(primary_key)]
     pub id: i32,
     /// Shown in the room list and the page title.
     pub name: String,
+    /// The one user name allowed in a private room; `None` for a public room.
+    pub private_to: Option<String>,
+}
+
+impl Model {
+    /// Whether `user` (the signed-in name, if any) may read and post in this room.
+    pub fn admits(&self, user: Option<&str>) -> bool {
+        match &self.private_to {
+            None => true,
+            Some(owner) => user == Some(owner.as_str()),
+        }
+    }
 }
 
 /// A room has many messages.

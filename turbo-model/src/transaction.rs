@@ -1,0 +1,361 @@
+//! After-commit delivery: [`Db`] and [`Transaction`], drop-in wrappers of SeaORM's
+//! connection and transaction that hold broadcasts until COMMIT.
+//!
+//! SeaORM runs `ActiveModelBehavior` hooks inside the transaction, before COMMIT, and
+//! has no commit callbacks. Broadcasting there would show users rows that a rollback
+//! then erases. Open transactions through [`Db`] instead of `DatabaseConnection` and the
+//! broadcasts made by hooks inside them wait:
+//!
+//! - on COMMIT of the outermost transaction they are published, in order;
+//! - on ROLLBACK, on an error in the [`transaction`](sea_orm::TransactionTrait::transaction)
+//!   closure, on a panic, or when the transaction is dropped without commit, they are
+//!   dropped;
+//! - a nested transaction (a SAVEPOINT) hands its broadcasts to its parent when it
+//!   commits and drops them when it rolls back, so an inner rollback drops only the
+//!   inner broadcasts.
+//!
+//! Outside a transaction nothing changes: broadcasts go out at once.
+//!
+//! ```no_run
+//! use sea_orm::TransactionTrait;
+//! # async fn f(conn: sea_orm::DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+//! let db = turbo_model::Db::new(conn);
+//! let txn = db.begin().await?;
+//! // ... ActiveModel inserts with &txn: their hooks' broadcasts are held ...
+//! txn.commit().await?; // ... and published here
+//! # Ok(()) }
+//! ```
+//!
+//! A transaction begun on a plain `DatabaseConnection` still works, but its broadcasts
+//! go out before COMMIT; turbo-model logs a warning the first time that happens.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sea_orm::prelude::async_trait::async_trait;
+use sea_orm::{
+    AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    ExecResult, IsolationLevel, QueryResult, Statement, TransactionError, TransactionOptions,
+    TransactionSession, TransactionTrait,
+};
+
+use crate::dispatch::{self, Outgoing};
+
+/// A `DatabaseConnection` whose transactions hold broadcasts until COMMIT.
+///
+/// Use it wherever the connection is used: it implements `ConnectionTrait` and
+/// `TransactionTrait`, and dereferences to the `DatabaseConnection`. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    conn: DatabaseConnection,
+}
+
+impl Db {
+    /// Wraps a connection.
+    pub fn new(conn: DatabaseConnection) -> Self {
+        Self { conn }
+    }
+
+    /// The wrapped connection.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// Unwraps the connection.
+    pub fn into_inner(self) -> DatabaseConnection {
+        self.conn
+    }
+}
+
+impl From<DatabaseConnection> for Db {
+    fn from(conn: DatabaseConnection) -> Self {
+        Self::new(conn)
+    }
+}
+
+impl std::ops::Deref for Db {
+    type Target = DatabaseConnection;
+
+    fn deref(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+}
+
+/// A transaction opened through [`Db`] (or nested in another `Transaction`): it holds the
+/// broadcasts its hooks make until COMMIT.
+#[derive(Debug)]
+pub struct Transaction {
+    inner: DatabaseTransaction,
+    scope: Arc<Scope>,
+}
+
+/// The broadcasts held by one transaction.
+#[derive(Debug)]
+pub(crate) struct Scope {
+    held: Mutex<Vec<Outgoing>>,
+    parent: Option<Arc<Scope>>,
+}
+
+impl Scope {
+    fn new(parent: Option<Arc<Scope>>) -> Arc<Self> {
+        Arc::new(Self {
+            held: Mutex::new(Vec::new()),
+            parent,
+        })
+    }
+
+    pub(crate) fn hold(&self, outgoing: Outgoing) {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(outgoing);
+    }
+
+    /// The transaction committed: hand the broadcasts to the parent, or publish them.
+    fn committed(&self) {
+        let held = std::mem::take(
+            &mut *self
+                .held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        match &self.parent {
+            Some(parent) => {
+                for outgoing in held {
+                    parent.hold(outgoing);
+                }
+            }
+            None => {
+                for outgoing in held {
+                    let stream = outgoing.stream.clone();
+                    if let Err(error) = dispatch::deliver(outgoing) {
+                        tracing::error!(%stream, %error, "broadcast after COMMIT failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Transaction {
+    fn new(inner: DatabaseTransaction, parent: Option<Arc<Scope>>) -> Self {
+        Self {
+            inner,
+            scope: Scope::new(parent),
+        }
+    }
+
+    /// Commits; then publishes the held broadcasts (or hands them to the enclosing
+    /// transaction, for a nested one).
+    ///
+    /// # Errors
+    ///
+    /// The database's error; the broadcasts are then dropped.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        let Self { inner, scope } = self;
+        inner.commit().await?;
+        scope.committed();
+        Ok(())
+    }
+
+    /// Rolls back and drops the held broadcasts.
+    ///
+    /// # Errors
+    ///
+    /// The database's error.
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.inner.rollback().await
+    }
+
+    /// The SeaORM transaction inside.
+    pub fn inner(&self) -> &DatabaseTransaction {
+        &self.inner
+    }
+
+    /// Broadcasts held so far, waiting for COMMIT.
+    pub fn held(&self) -> usize {
+        self.scope.held.lock().map_or(0, |held| held.len())
+    }
+}
+
+/// Runs `callback` in `txn`: commit on `Ok`, rollback on `Err` (and on a panic, by drop).
+async fn run<T, E, F>(txn: Transaction, callback: F) -> Result<T, TransactionError<E>>
+where
+    F: for<'c> FnOnce(&'c Transaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+        + Send,
+    T: Send,
+    E: std::fmt::Display + std::fmt::Debug + Send,
+{
+    let result = callback(&txn).await;
+    match result {
+        Ok(value) => {
+            txn.commit().await.map_err(TransactionError::Connection)?;
+            Ok(value)
+        }
+        Err(error) => {
+            txn.rollback().await.map_err(TransactionError::Connection)?;
+            Err(TransactionError::Transaction(error))
+        }
+    }
+}
+
+thread_local! {
+    /// Where a [`Transaction`] answers the probe of [`scope_of`].
+    static PROBE: std::cell::RefCell<Option<Arc<Scope>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The broadcast scope of `db` if it is a [`Transaction`].
+///
+/// `ConnectionTrait` gives no way to ask a connection what it is, so the glue asks
+/// `is_mock_connection()` (a plain getter everywhere else) and a `Transaction` answers it
+/// truthfully while leaving its scope in a thread-local read right after.
+pub(crate) fn scope_of<C: ConnectionTrait + ?Sized>(db: &C) -> Option<Arc<Scope>> {
+    PROBE.with(|probe| probe.borrow_mut().take());
+    let _ = db.is_mock_connection();
+    let scope = PROBE.with(|probe| probe.borrow_mut().take());
+    if scope.is_none() && std::any::type_name::<C>() == std::any::type_name::<DatabaseTransaction>()
+    {
+        warn_unwrapped_transaction();
+    }
+    scope
+}
+
+fn warn_unwrapped_transaction() {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "a hook ran inside a transaction begun on a plain DatabaseConnection: its \
+             broadcasts go out before COMMIT, even if the transaction rolls back. Begin \
+             transactions on turbo_model::Db to hold them until COMMIT."
+        );
+    }
+}
+
+macro_rules! delegate_connection {
+    ($ty:ty, $field:ident, $probe:expr) => {
+        #[async_trait]
+        impl ConnectionTrait for $ty {
+            fn get_database_backend(&self) -> DbBackend {
+                self.$field.get_database_backend()
+            }
+
+            async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+                self.$field.execute_raw(stmt).await
+            }
+
+            async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+                self.$field.execute_unprepared(sql).await
+            }
+
+            async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+                self.$field.query_one_raw(stmt).await
+            }
+
+            async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+                self.$field.query_all_raw(stmt).await
+            }
+
+            fn support_returning(&self) -> bool {
+                self.$field.support_returning()
+            }
+
+            fn is_mock_connection(&self) -> bool {
+                let probe: fn(&Self) = $probe;
+                probe(self);
+                self.$field.is_mock_connection()
+            }
+        }
+    };
+}
+
+delegate_connection!(Db, conn, |_| {});
+delegate_connection!(Transaction, inner, |txn| {
+    PROBE.with(|probe| *probe.borrow_mut() = Some(Arc::clone(&txn.scope)));
+});
+
+macro_rules! begin_transactions {
+    ($ty:ty, $field:ident, $parent:expr) => {
+        #[async_trait]
+        impl TransactionTrait for $ty {
+            type Transaction = Transaction;
+
+            async fn begin(&self) -> Result<Transaction, DbErr> {
+                let parent: fn(&Self) -> Option<Arc<Scope>> = $parent;
+                Ok(Transaction::new(self.$field.begin().await?, parent(self)))
+            }
+
+            async fn begin_with_config(
+                &self,
+                isolation_level: Option<IsolationLevel>,
+                access_mode: Option<AccessMode>,
+            ) -> Result<Transaction, DbErr> {
+                let parent: fn(&Self) -> Option<Arc<Scope>> = $parent;
+                let inner = self
+                    .$field
+                    .begin_with_config(isolation_level, access_mode)
+                    .await?;
+                Ok(Transaction::new(inner, parent(self)))
+            }
+
+            async fn begin_with_options(
+                &self,
+                options: TransactionOptions,
+            ) -> Result<Transaction, DbErr> {
+                let parent: fn(&Self) -> Option<Arc<Scope>> = $parent;
+                let inner = self.$field.begin_with_options(options).await?;
+                Ok(Transaction::new(inner, parent(self)))
+            }
+
+            async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+            where
+                F: for<'c> FnOnce(
+                        &'c Transaction,
+                    )
+                        -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+                    + Send,
+                T: Send,
+                E: std::fmt::Display + std::fmt::Debug + Send,
+            {
+                let txn = self.begin().await.map_err(TransactionError::Connection)?;
+                run(txn, callback).await
+            }
+
+            async fn transaction_with_config<F, T, E>(
+                &self,
+                callback: F,
+                isolation_level: Option<IsolationLevel>,
+                access_mode: Option<AccessMode>,
+            ) -> Result<T, TransactionError<E>>
+            where
+                F: for<'c> FnOnce(
+                        &'c Transaction,
+                    )
+                        -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+                    + Send,
+                T: Send,
+                E: std::fmt::Display + std::fmt::Debug + Send,
+            {
+                let txn = self
+                    .begin_with_config(isolation_level, access_mode)
+                    .await
+                    .map_err(TransactionError::Connection)?;
+                run(txn, callback).await
+            }
+        }
+    };
+}
+
+begin_transactions!(Db, conn, |_| None);
+begin_transactions!(Transaction, inner, |txn| Some(Arc::clone(&txn.scope)));
+
+#[async_trait]
+impl TransactionSession for Transaction {
+    async fn commit(self) -> Result<(), DbErr> {
+        Transaction::commit(self).await
+    }
+
+    async fn rollback(self) -> Result<(), DbErr> {
+        Transaction::rollback(self).await
+    }
+}
