@@ -239,8 +239,7 @@ async fn offline_then_back() -> Result<(), BrowserError> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_that_missed_more_than_the_history_refreshes_itself()
--> Result<(), BrowserError> {
+async fn a_page_that_missed_more_than_the_history_refreshes_itself() -> Result<(), BrowserError> {
     tokio::time::timeout(WHOLE_TEST, refreshes_after_a_gap())
         .await
         .unwrap_or_else(|_| panic!("the browser test took longer than {WHOLE_TEST:?}"))
@@ -252,10 +251,15 @@ async fn refreshes_after_a_gap() -> Result<(), BrowserError> {
     let browser = Browser::start().await?;
     let page = browser.open_page().await?;
     page.show_on_failure("#messages");
-    page.goto(&format!("{}/rooms/{room}/", chat.base_url)).await?;
+    page.goto(&format!("{}/rooms/{room}/", chat.base_url))
+        .await?;
     page.wait_for(SUBSCRIBED, STEP).await?;
     // A Turbo refresh keeps the window but renders a new body: mark the old one.
-    page.execute("document.querySelector('#messages').dataset.old = 'yes'", vec![]).await?;
+    page.execute(
+        "document.querySelector('#messages').dataset.old = 'yes'",
+        vec![],
+    )
+    .await?;
     page.execute(
         "window.__offline = true;
          const Real = window.WebSocket;
@@ -281,7 +285,8 @@ async fn refreshes_after_a_gap() -> Result<(), BrowserError> {
 
     page.execute("window.__offline = false", vec![]).await?;
     // The gap makes the page reload itself from the server, which has the message.
-    page.wait_for_text(MESSAGE_TEXTS, "saved while away", STEP).await?;
+    page.wait_for_text(MESSAGE_TEXTS, "saved while away", STEP)
+        .await?;
     assert_eq!(
         page.count("#messages[data-old]").await?,
         0,
@@ -289,7 +294,8 @@ async fn refreshes_after_a_gap() -> Result<(), BrowserError> {
     );
     page.wait_for(SUBSCRIBED, STEP).await?;
     assert_eq!(chat.post_message(room, "and live after").await, 303);
-    page.wait_for_text(MESSAGE_TEXTS, "and live after", STEP).await?;
+    page.wait_for_text(MESSAGE_TEXTS, "and live after", STEP)
+        .await?;
     page.close().await?;
     Ok(())
 }

@@ -381,7 +381,10 @@ async fn forms_posted_from_another_site_are_refused() {
     let room = server.create_room("Lobby").await;
     let mut client = subscribed_client(&server, room).await;
     let url = format!("{}/rooms/{room}/messages/", server.base_url);
-    for (header, value) in [("sec-fetch-site", "cross-site"), ("origin", "http://evil.example")] {
+    for (header, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "http://evil.example"),
+    ] {
         let response = server
             .http()
             .post(&url)
@@ -391,7 +394,10 @@ async fn forms_posted_from_another_site_are_refused() {
             .await
             .expect("request");
         assert_eq!(response.status(), 403, "{header}: {value}");
-        assert_eq!(response.text().await.expect("body"), "cross-site request refused");
+        assert_eq!(
+            response.text().await.expect("body"),
+            "cross-site request refused"
+        );
     }
     let same_site = server
         .http()
@@ -404,6 +410,12 @@ async fn forms_posted_from_another_site_are_refused() {
         .expect("request");
     assert_eq!(same_site.status(), 303);
     let frame = client.json().await;
-    assert!(frame["html"].as_str().unwrap_or_default().contains("genuine"), "{frame}");
+    assert!(
+        frame["html"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("genuine"),
+        "{frame}"
+    );
     client.expect_silence(Duration::from_millis(200)).await;
 }
