@@ -3,22 +3,14 @@
 //! Needs Chromium and chromedriver (`scripts/install-browser`); without them the test
 //! fails, it never skips.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
-use serde_json::{Value, json};
-use turbo_model_tests::{
-    browser::{Browser, BrowserError, Page},
-    server::ChatServer,
+use serde_json::json;
+use turbo_model_tests::browser::{Browser, BrowserError};
+use turbo_model_tests::chat_page::{
+    MESSAGE_TEXTS, STEP, SUBSCRIBED, WHOLE_TEST, item_with_text, marker, screenshot_path, send,
 };
-
-/// The longest any single step may take: a broadcast, a page load, a form submission.
-const STEP: Duration = Duration::from_secs(10);
-/// The whole test, browsers included.
-const WHOLE_TEST: Duration = Duration::from_secs(60);
-
-const SUBSCRIBED: &str = "turbo-model-stream-source[connected]";
-const MESSAGE_TEXTS: &str = "#messages li .text";
-const MESSAGE_INPUT: &str = "#message-form input[name=text]";
+use turbo_model_tests::server::ChatServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_sent_in_one_window_appears_in_the_other_and_delete_removes_it()
@@ -298,48 +290,4 @@ async fn refreshes_after_a_gap() -> Result<(), BrowserError> {
         .await?;
     page.close().await?;
     Ok(())
-}
-
-/// Types `text` into the send form, submits it, and waits for the input to clear.
-async fn send(page: &Page, text: &str) -> Result<(), BrowserError> {
-    page.fill(MESSAGE_INPUT, text).await?;
-    page.click("#message-form button[type=submit]").await?;
-    page.wait_until(
-        "the message input to clear after sending",
-        "const input = document.querySelector(arguments[0]);
-         return input !== null && input.value === ''",
-        vec![json!(MESSAGE_INPUT)],
-        STEP,
-    )
-    .await
-}
-
-async fn marker(page: &Page) -> Result<Value, BrowserError> {
-    page.execute("return window.__marker ?? null", vec![]).await
-}
-
-/// The id of the `#messages li` whose text is `text`.
-async fn item_with_text(page: &Page, text: &str) -> Result<String, BrowserError> {
-    let id = page
-        .execute(
-            "const item = Array.from(document.querySelectorAll('#messages li'))
-                 .find(item => item.querySelector('.text')?.textContent === arguments[0]);
-             return item ? item.id : null",
-            vec![json!(text)],
-        )
-        .await?;
-    match id {
-        Value::String(id) if id.starts_with("message-") => Ok(id),
-        other => panic!(
-            "no `#messages li` with an id `message-…` holds {text:?} (got {other}):\n{}",
-            page.snapshot().await
-        ),
-    }
-}
-
-/// `target/browser/NAME` in the workspace, where a person can look at it.
-fn screenshot_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/browser")
-        .join(name)
 }

@@ -262,6 +262,20 @@ impl Browser {
     ///
     /// [`BrowserError::Session`] when chromedriver cannot start Chromium.
     pub async fn open_page(&self) -> Result<Page, BrowserError> {
+        self.open(true).await
+    }
+
+    /// Opens a headless Chromium whose pages run no JavaScript: Turbo and the client
+    /// element stay inert, forms post and redirect as in a browser without scripts.
+    ///
+    /// # Errors
+    ///
+    /// As [`open_page`](Self::open_page).
+    pub async fn open_page_without_javascript(&self) -> Result<Page, BrowserError> {
+        self.open(false).await
+    }
+
+    async fn open(&self, javascript: bool) -> Result<Page, BrowserError> {
         let n = self.pages_opened.fetch_add(1, Ordering::Relaxed);
         let profile = self.dir.join(format!("profile-{n}"));
         fs::create_dir_all(&profile).map_err(io_error(format!("create {}", profile.display())))?;
@@ -271,7 +285,14 @@ impl Browser {
             "browserName": "chrome",
             "pageLoadStrategy": "normal",
             "timeouts": { "pageLoad": 10_000, "script": 5_000, "implicit": 0 },
-            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": args,
+                "prefs": {
+                    "profile.managed_default_content_settings.javascript":
+                        if javascript { 1 } else { 2 }
+                },
+            },
             "goog:loggingPrefs": { "browser": "ALL" },
         });
         let Value::Object(capabilities) = capabilities else {

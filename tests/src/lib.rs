@@ -2,6 +2,7 @@
 //! clients, databases.
 
 pub mod browser;
+pub mod chat_page;
 pub mod db;
 pub mod server;
 pub mod sse;

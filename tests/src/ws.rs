@@ -32,13 +32,53 @@ impl Client {
     ///
     /// If the connection fails or does not start with `hello`.
     pub async fn connect(url: &str) -> Self {
-        let (socket, _) = connect_async(url)
+        Self::connect_with_hello(url).await.0
+    }
+
+    /// Connects; returns the client and its `hello` frame (which holds the connection
+    /// token).
+    ///
+    /// # Panics
+    ///
+    /// If the connection fails or does not start with `hello`.
+    pub async fn connect_with_hello(url: &str) -> (Self, Value) {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let request = url
+            .into_client_request()
+            .unwrap_or_else(|e| panic!("request for {url}: {e}"));
+        Self::open(request).await
+    }
+
+    /// Connects sending a `Cookie` header, like a browser with a session.
+    ///
+    /// # Panics
+    ///
+    /// If the connection fails.
+    pub async fn connect_with_cookie(url: &str, cookie: &str) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url
+            .into_client_request()
+            .unwrap_or_else(|e| panic!("request for {url}: {e}"));
+        request.headers_mut().insert(
+            "cookie",
+            cookie
+                .parse()
+                .unwrap_or_else(|e| panic!("cookie header {cookie}: {e}")),
+        );
+        Self::open(request).await.0
+    }
+
+    async fn open(
+        request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> (Self, Value) {
+        let url = request.uri().to_string();
+        let (socket, _) = connect_async(request)
             .await
             .unwrap_or_else(|e| panic!("connect {url}: {e}"));
         let mut client = Self { socket };
         let hello = client.json().await;
         assert_eq!(hello["type"], "hello", "first frame is hello: {hello}");
-        client
+        (client, hello)
     }
 
     /// Sends a text frame.

@@ -387,6 +387,11 @@ impl Builder {
     /// A signed token proves that this server rendered the stream name into some page,
     /// not that this user may read it; use this for streams that are not public.
     ///
+    /// The request is the one that opened the WebSocket, so its cookies are those of
+    /// that moment. A page that signs in without a full reload keeps its socket; on a
+    /// refusal the client element reconnects once, with the current cookies, and asks
+    /// again before it gives up.
+    ///
     /// ```no_run
     /// # fn f() -> turbo_model::Result<()> {
     /// let turbo = turbo_model::Turbo::builder()

@@ -48,6 +48,7 @@ class Connection {
     this.releaseTimer = null;
     this.watchdog = null;
     this.id = null;
+    this.refusedOnce = new Set(); // tokens refused once: retried on a fresh connection
   }
 
   attach(element) {
@@ -131,6 +132,13 @@ class Connection {
     if (this.elements.size > 0) this.scheduleReconnect(code);
   }
 
+  reconnectNow() {
+    const socket = this.socket;
+    if (!socket) return;
+    socket.close(1000, "reconnecting with the page's current cookies");
+    this.closed(socket, 1000);
+  }
+
   scheduleReconnect(code) {
     const ceiling = Math.min(MAX_DELAY_MS, MIN_DELAY_MS * 2 ** this.attempt);
     const delay = ceiling / 2 + Math.random() * (ceiling / 2);
@@ -202,6 +210,13 @@ class Connection {
         this.deliver(message);
         break;
       case "error":
+        // The connection's request (its cookies) is from when it opened; after a sign-in
+        // a refusal may be stale. Reconnect once, with today's cookies, and ask again.
+        if (message.code === "forbidden" && message.token && !this.refusedOnce.has(message.token)) {
+          this.refusedOnce.add(message.token);
+          this.reconnectNow();
+          break;
+        }
         console.error(`turbo-model: ${message.code}: ${message.message}`);
         for (const element of this.tokens.get(message.token) || []) {
           element.dispatchEvent(new CustomEvent("turbo-model:error", { detail: message, bubbles: true }));
