@@ -174,6 +174,31 @@
 //! - `#[stream(prefix = "rooms")]` on the struct changes the stream prefix from the
 //!   table name.
 //!
+//! ## After commit, or never
+//!
+//! Open transactions through [`Db`] (a drop-in wrapper of `DatabaseConnection`): the
+//! broadcasts that hooks make inside a [`Transaction`] are published after COMMIT, in
+//! order, and dropped on rollback, error, panic or drop; nested transactions keep or
+//! drop their own. See [`Transaction`] for the details.
+//!
+//! ## Forms, the sender, and refreshes
+//!
+//! [`web::TurboStream`] answers a Turbo form with stream actions; the hook's broadcast
+//! can leave the sender's page out with [`Broadcast::to_others`] when the router has the
+//! [`web::request_scope`] layer, which also gives `refresh` broadcasts Turbo's request
+//! id (the page that made the change does not refresh itself). Refreshes are debounced
+//! per stream (500 ms); `#[stream(broadcasts_refreshes)]` sends them without a hook.
+//!
+//! ## Who may subscribe
+//!
+//! [`Builder::authorize`] decides each subscription from the request that opened the
+//! connection (cookies, headers, extensions) and the stream name.
+//!
+//! ## Seeding, imports and tests
+//!
+//! [`suppress`] runs code without broadcasts. [`testing::capture`] records the
+//! broadcasts made while a future runs, with assertions that show what was sent instead.
+//!
 //! ## Signed stream names
 //!
 //! The tag renders stream names signed with HMAC-SHA256 ([`Signer`]); the server refuses
@@ -182,9 +207,13 @@
 //!
 //! ## Delivery
 //!
-//! See [`hub`](mod@hub) for ordering, cost (one render and one serialization per
-//! broadcast, whatever the number of subscribers) and slow consumers, and [`web`] for the
-//! endpoint, its limits and its memory per connection.
+//! On each stream a page applies every broadcast in order, once, including those sent
+//! while its connection was down or before it connected, as long as it comes back
+//! within the stream's history (100 broadcasts, 5 minutes, [`Builder::history`]);
+//! beyond that it is told so and refreshes itself. See [`hub`](mod@hub) for ordering,
+//! resume, cost (one render and one serialization per broadcast, whatever the number of
+//! subscribers) and slow consumers, and [`web`] for the endpoints (WebSocket and
+//! Server-Sent Events), their limits, heartbeats, shutdown and memory per connection.
 //!
 //! [SeaORM]: https://www.sea-ql.org/SeaORM/
 //! [Tera]: https://keats.github.io/tera/
