@@ -237,9 +237,15 @@ async fn a_client_that_never_reads_is_cut_off_without_slowing_others_and_later_r
             (Some(n), Some(big(n).as_str()))
         );
     }
-    println!(
-        "slow consumer: cut off after {last} of {FRAMES} frames of 32 KiB; the reader took {fast_took:?} for all {FRAMES}"
-    );
+    #[allow(
+        clippy::print_stdout,
+        reason = "the figures are the point of this test"
+    )]
+    {
+        println!(
+            "slow consumer: cut off after {last} of {FRAMES} frames of 32 KiB; the reader took {fast_took:?} for all {FRAMES}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -128,11 +128,12 @@ pub(crate) fn deliver(outgoing: Outgoing) -> Result<()> {
             records.push(Recorded::of(&outgoing));
         }
     });
-    if outgoing.action == Action::Refresh && !outgoing.debounce.is_zero() {
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            debounce(&runtime, outgoing);
-            return Ok(());
-        }
+    if outgoing.action == Action::Refresh
+        && !outgoing.debounce.is_zero()
+        && let Ok(runtime) = tokio::runtime::Handle::try_current()
+    {
+        debounce(&runtime, outgoing);
+        return Ok(());
     }
     outgoing.turbo.clone().publish_outgoing(outgoing)
 }
@@ -147,13 +148,13 @@ fn debounce(runtime: &tokio::runtime::Handle, outgoing: Outgoing) {
     let turbo = outgoing.turbo.clone();
     let stream = outgoing.stream.clone();
     let wait = outgoing.debounce;
-    let first = {
-        let Ok(mut pending) = turbo.debouncer().pending.lock() else {
-            drop(turbo.publish_outgoing(outgoing));
-            return;
-        };
-        pending.insert(stream.clone(), outgoing).is_none()
-    };
+    let first = turbo
+        .debouncer()
+        .pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(stream.clone(), outgoing)
+        .is_none();
     if first {
         runtime.spawn(async move {
             tokio::time::sleep(wait).await;
@@ -161,8 +162,8 @@ fn debounce(runtime: &tokio::runtime::Handle, outgoing: Outgoing) {
                 .debouncer()
                 .pending
                 .lock()
-                .ok()
-                .and_then(|mut pending| pending.remove(&stream));
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&stream);
             if let Some(latest) = latest
                 && let Err(error) = turbo.publish_outgoing(latest)
             {

@@ -83,15 +83,17 @@ impl Turbo {
 }
 
 /// Whether a new stream connection may start: not while shutting down, not from
-/// another site.
-fn admit(turbo: &Turbo, headers: &HeaderMap) -> Result<(), Response> {
+/// another site. `Some` is the refusal to send instead.
+fn refusal(turbo: &Turbo, headers: &HeaderMap) -> Option<Response> {
     if turbo.is_shutting_down() {
-        return Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "1")],
-            "shutting down",
-        )
-            .into_response());
+        return Some(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                "shutting down",
+            )
+                .into_response(),
+        );
     }
     if !turbo.settings().origins.allows(headers) {
         tracing::warn!(
@@ -99,9 +101,9 @@ fn admit(turbo: &Turbo, headers: &HeaderMap) -> Result<(), Response> {
             host = ?headers.get(header::HOST),
             "stream connection from another site refused"
         );
-        return Err((StatusCode::FORBIDDEN, "origin not allowed").into_response());
+        return Some((StatusCode::FORBIDDEN, "origin not allowed").into_response());
     }
-    Ok(())
+    None
 }
 
 async fn upgrade(
@@ -109,7 +111,7 @@ async fn upgrade(
     upgrade: WebSocketUpgrade,
     request: axum::http::request::Parts,
 ) -> Response {
-    if let Err(refused) = admit(&turbo, &request.headers) {
+    if let Some(refused) = refusal(&turbo, &request.headers) {
         return refused;
     }
     let request = std::sync::Arc::new(request);

@@ -39,7 +39,7 @@ pub(crate) async fn events(
     request: axum::http::request::Parts,
 ) -> Response {
     let headers = &request.headers;
-    if let Err(refused) = super::admit(&turbo, headers) {
+    if let Some(refused) = super::refusal(&turbo, headers) {
         return refused;
     }
     let Ok(Query(params)) = params else {

@@ -36,15 +36,18 @@
 //! connection closes with code 1013 so that its client reconnects and resumes from
 //! history. Other subscribers never wait for it.
 
+mod connection;
+mod frame;
+
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
-use serde::Serialize;
-use tokio::sync::{Notify, mpsc};
+pub use connection::{Connection, ConnectionId, KickSignal};
+use connection::{Push, Subscriber};
+pub use frame::{Frame, Gap, Position};
 
 use crate::metrics::Metrics;
 use crate::stream::StreamName;
@@ -75,168 +78,6 @@ impl Default for HubSettings {
     }
 }
 
-/// Identifies one client connection for the life of the process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(u64);
-
-impl ConnectionId {
-    /// The number, for logs.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-
-    pub(crate) fn new(id: u64) -> Self {
-        Self(id)
-    }
-}
-
-/// One broadcast as it travels: its place in the stream and its wire forms, each made
-/// once and shared by every subscriber.
-#[derive(Debug)]
-pub struct Frame {
-    stream: StreamName,
-    epoch: u64,
-    seq: u64,
-    html: Box<str>,
-    json: Utf8Bytes,
-    sse: OnceLock<Utf8Bytes>,
-}
-
-impl Frame {
-    /// The stream.
-    pub fn stream(&self) -> &StreamName {
-        &self.stream
-    }
-
-    /// The sequence number within the stream's epoch.
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-
-    /// The epoch of the stream's record when this was published.
-    pub fn epoch(&self) -> u64 {
-        self.epoch
-    }
-
-    /// The `<turbo-stream>` element.
-    pub fn html(&self) -> &str {
-        &self.html
-    }
-
-    /// The WebSocket text frame.
-    pub fn json(&self) -> &Utf8Bytes {
-        &self.json
-    }
-
-    /// The Server-Sent Events record, made on first use and then shared.
-    pub fn sse(&self) -> &Utf8Bytes {
-        self.sse.get_or_init(|| {
-            let mut event = format!("id: {}\n", Position::new(self.epoch, self.seq));
-            for line in self.html.lines() {
-                event.push_str("data: ");
-                event.push_str(line);
-                event.push('\n');
-            }
-            event.push('\n');
-            Utf8Bytes::from(event)
-        })
-    }
-
-    fn len(&self) -> usize {
-        self.json.len()
-    }
-
-    /// A broadcast's frame, serialized once; `None` (logged) if serialization fails.
-    fn message(stream: &StreamName, epoch: u64, seq: u64, html: &str) -> Option<Arc<Self>> {
-        let json = serde_json::to_string(&MessageFrame {
-            r#type: "message",
-            stream: stream.as_str(),
-            seq,
-            html,
-        });
-        match json {
-            Ok(json) => Some(Arc::new(Self {
-                stream: stream.clone(),
-                epoch,
-                seq,
-                html: html.into(),
-                json: Utf8Bytes::from(json),
-                sse: OnceLock::new(),
-            })),
-            Err(error) => {
-                tracing::error!(%stream, %error, "could not serialize a frame");
-                None
-            }
-        }
-    }
-
-    /// The stand-in for `frame` sent to the connection that must not apply it.
-    fn skip(frame: &Self) -> Arc<Self> {
-        let json = serde_json::to_string(&MessageFrame {
-            r#type: "skip",
-            stream: frame.stream.as_str(),
-            seq: frame.seq,
-            html: "",
-        })
-        .unwrap_or_default();
-        Arc::new(Self {
-            stream: frame.stream.clone(),
-            epoch: frame.epoch,
-            seq: frame.seq,
-            html: "".into(),
-            json: Utf8Bytes::from(json),
-            sse: OnceLock::new(),
-        })
-    }
-}
-
-/// Where a client is in a stream: the epoch and the last sequence number it applied.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Position {
-    /// The stream record's epoch.
-    pub epoch: u64,
-    /// The last sequence number applied.
-    pub seq: u64,
-}
-
-impl Position {
-    /// A position.
-    pub fn new(epoch: u64, seq: u64) -> Self {
-        Self { epoch, seq }
-    }
-
-    /// The epoch as the protocol writes it: 16 hex digits.
-    pub fn epoch_hex(epoch: u64) -> String {
-        format!("{epoch:016x}")
-    }
-
-    /// Parses `epoch_hex.seq`, the form used as a Server-Sent Events id.
-    pub fn parse(text: &str) -> Option<Self> {
-        let (epoch, seq) = text.trim().split_once('.')?;
-        Some(Self {
-            epoch: u64::from_str_radix(epoch, 16).ok()?,
-            seq: seq.parse().ok()?,
-        })
-    }
-}
-
-impl std::fmt::Display for Position {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:016x}.{}", self.epoch, self.seq)
-    }
-}
-
-/// Why a resume could not be served from history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Gap {
-    /// The frames after the client's position were trimmed (count or age).
-    History,
-    /// The stream's record is not the one the client knew: it expired, or the server
-    /// restarted.
-    Epoch,
-}
-
 /// The outcome of a subscription.
 #[derive(Debug)]
 pub struct Subscribed {
@@ -248,162 +89,6 @@ pub struct Subscribed {
     pub gap: Option<Gap>,
     /// `false` when the connection was already subscribed (nothing changed).
     pub new: bool,
-}
-
-/// The hub's handle on a connection: where its frames go.
-#[derive(Clone, Debug)]
-struct Subscriber {
-    id: ConnectionId,
-    queue: mpsc::Sender<Arc<Frame>>,
-    shared: Arc<ConnectionShared>,
-}
-
-#[derive(Debug, Default)]
-struct ConnectionShared {
-    kicked: AtomicBool,
-    kick: Notify,
-    queued_bytes: AtomicUsize,
-}
-
-impl Subscriber {
-    /// Queues `frame` or kicks the connection. Returns whether it was queued.
-    fn push(&self, frame: &Arc<Frame>, max_bytes: usize) -> Push {
-        let len = frame.len();
-        let before = self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
-        if before + len > max_bytes {
-            self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            return self.kick();
-        }
-        match self.queue.try_send(Arc::clone(frame)) {
-            Ok(()) => Push::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-                self.kick()
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Push::Gone,
-        }
-    }
-
-    fn kick(&self) -> Push {
-        self.shared.kicked.store(true, Ordering::Release);
-        self.shared.kick.notify_waiters();
-        Push::Kicked
-    }
-}
-
-enum Push {
-    Queued,
-    Kicked,
-    Gone,
-}
-
-/// A connection's end of the hub: its queue of frames and its kick signal.
-///
-/// Dropping it unsubscribes the connection from every stream.
-#[derive(Debug)]
-pub struct Connection {
-    hub: Arc<Hub>,
-    subscriber: Subscriber,
-    queue: mpsc::Receiver<Arc<Frame>>,
-    streams: Vec<StreamName>,
-}
-
-impl Connection {
-    /// This connection's id.
-    pub fn id(&self) -> ConnectionId {
-        self.subscriber.id
-    }
-
-    /// The next frame for this connection, in order. `None` only once the hub is gone.
-    ///
-    /// Cancel-safe: a frame is never lost when the future is dropped.
-    pub async fn next_frame(&mut self) -> Option<Arc<Frame>> {
-        let frame = self.queue.recv().await?;
-        self.dequeued(&frame);
-        Some(frame)
-    }
-
-    /// The next frame if one is queued, without waiting.
-    pub fn try_next_frame(&mut self) -> Option<Arc<Frame>> {
-        let frame = self.queue.try_recv().ok()?;
-        self.dequeued(&frame);
-        Some(frame)
-    }
-
-    fn dequeued(&self, frame: &Frame) {
-        self.subscriber
-            .shared
-            .queued_bytes
-            .fetch_sub(frame.len(), Ordering::AcqRel);
-    }
-
-    /// Bytes waiting in this connection's queue.
-    pub fn queued_bytes(&self) -> usize {
-        self.subscriber.shared.queued_bytes.load(Ordering::Acquire)
-    }
-
-    /// A handle that resolves when the hub kicks this connection for falling behind.
-    /// Separate from the connection so that a task can wait on both at once.
-    pub fn kick_signal(&self) -> KickSignal {
-        KickSignal(Arc::clone(&self.subscriber.shared))
-    }
-
-    /// Whether the hub has kicked this connection.
-    pub fn is_kicked(&self) -> bool {
-        self.subscriber.shared.kicked.load(Ordering::Acquire)
-    }
-
-    /// Subscribes to `stream`, resuming after `since` when given (see the
-    /// [module docs](self)).
-    pub fn subscribe(&mut self, stream: &StreamName, since: Option<Position>) -> Subscribed {
-        let already = self.streams.contains(stream);
-        let subscribed = self.hub.add(stream, &self.subscriber, since, !already);
-        if !already {
-            self.streams.push(stream.clone());
-        }
-        subscribed
-    }
-
-    /// Unsubscribes from `stream`; returns whether it was subscribed.
-    pub fn unsubscribe(&mut self, stream: &StreamName) -> bool {
-        let Some(at) = self.streams.iter().position(|s| s == stream) else {
-            return false;
-        };
-        self.streams.swap_remove(at);
-        self.hub.remove(stream, self.subscriber.id);
-        true
-    }
-
-    /// The streams this connection is subscribed to.
-    pub fn streams(&self) -> &[StreamName] {
-        &self.streams
-    }
-}
-
-/// Resolves when the hub has kicked its connection; see [`Connection::kick_signal`].
-#[derive(Clone, Debug)]
-pub struct KickSignal(Arc<ConnectionShared>);
-
-impl KickSignal {
-    /// Waits for the kick. Cancel-safe; returns at once if it already happened.
-    pub async fn kicked(&self) {
-        loop {
-            let notified = self.0.kick.notified();
-            if self.0.kicked.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        for stream in self.streams.drain(..) {
-            self.hub.remove(&stream, self.subscriber.id);
-        }
-        self.hub.metrics.connection_closed();
-    }
 }
 
 #[derive(Debug)]
@@ -438,15 +123,6 @@ const SHARDS: usize = 16;
 
 /// How often a shard looks for idle stream records to drop.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
-
-/// The wire form of one broadcast over a WebSocket.
-#[derive(Serialize)]
-struct MessageFrame<'a> {
-    r#type: &'static str,
-    stream: &'a str,
-    seq: u64,
-    html: &'a str,
-}
 
 /// Epochs: random per process, distinct per stream record.
 #[derive(Debug)]
@@ -534,18 +210,8 @@ impl Hub {
     /// [`Connection::subscribe`]; drop it to leave every stream.
     pub fn connect(self: &Arc<Self>) -> Connection {
         let id = ConnectionId(self.next_connection.fetch_add(1, Ordering::Relaxed));
-        let (queue_tx, queue) = mpsc::channel(self.settings.queue_frames);
         self.metrics.connection_opened();
-        Connection {
-            hub: Arc::clone(self),
-            subscriber: Subscriber {
-                id,
-                queue: queue_tx,
-                shared: Arc::default(),
-            },
-            queue,
-            streams: Vec::new(),
-        }
+        Connection::new(Arc::clone(self), id, self.settings.queue_frames)
     }
 
     fn new_state(&self) -> StreamState {
@@ -731,14 +397,17 @@ fn replay_after(state: &StreamState, since: Position) -> (Vec<Arc<Frame>>, Optio
     if since.seq == state.seq {
         return (Vec::new(), None);
     }
-    let oldest = state.history.front().map_or(state.seq + 1, |(_, f)| f.seq);
+    let oldest = state
+        .history
+        .front()
+        .map_or(state.seq + 1, |(_, f)| f.seq());
     if oldest > since.seq + 1 {
         return (Vec::new(), Some(Gap::History));
     }
     let replay = state
         .history
         .iter()
-        .filter(|(_, f)| f.seq > since.seq)
+        .filter(|(_, f)| f.seq() > since.seq)
         .map(|(_, f)| Arc::clone(f))
         .collect();
     (replay, None)

@@ -1,0 +1,194 @@
+//! A connection's end of the hub, and the hub's handle on it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use tokio::sync::{Notify, mpsc};
+
+use super::{Frame, Hub, Position, Subscribed};
+use crate::stream::StreamName;
+
+/// Identifies one client connection for the life of the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub(super) u64);
+
+impl ConnectionId {
+    /// The number, for logs.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    pub(crate) fn new(id: u64) -> Self {
+        Self(id)
+    }
+}
+
+/// The hub's handle on a connection: where its frames go.
+#[derive(Clone, Debug)]
+pub(super) struct Subscriber {
+    pub(super) id: ConnectionId,
+    pub(super) queue: mpsc::Sender<Arc<Frame>>,
+    pub(super) shared: Arc<ConnectionShared>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct ConnectionShared {
+    kicked: AtomicBool,
+    kick: Notify,
+    queued_bytes: AtomicUsize,
+}
+
+impl Subscriber {
+    /// Queues `frame` or kicks the connection. Returns whether it was queued.
+    pub(super) fn push(&self, frame: &Arc<Frame>, max_bytes: usize) -> Push {
+        let len = frame.len();
+        let before = self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        if before + len > max_bytes {
+            self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            return self.kick();
+        }
+        match self.queue.try_send(Arc::clone(frame)) {
+            Ok(()) => Push::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                self.kick()
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Push::Gone,
+        }
+    }
+
+    fn kick(&self) -> Push {
+        self.shared.kicked.store(true, Ordering::Release);
+        self.shared.kick.notify_waiters();
+        Push::Kicked
+    }
+}
+
+pub(super) enum Push {
+    Queued,
+    Kicked,
+    Gone,
+}
+
+/// A connection's end of the hub: its queue of frames and its kick signal.
+///
+/// Dropping it unsubscribes the connection from every stream.
+#[derive(Debug)]
+pub struct Connection {
+    hub: Arc<Hub>,
+    subscriber: Subscriber,
+    queue: mpsc::Receiver<Arc<Frame>>,
+    streams: Vec<StreamName>,
+}
+
+impl Connection {
+    pub(super) fn new(hub: Arc<Hub>, id: ConnectionId, queue_frames: usize) -> Self {
+        let (queue_tx, queue) = mpsc::channel(queue_frames);
+        Self {
+            hub,
+            subscriber: Subscriber {
+                id,
+                queue: queue_tx,
+                shared: Arc::default(),
+            },
+            queue,
+            streams: Vec::new(),
+        }
+    }
+
+    /// This connection's id.
+    pub fn id(&self) -> ConnectionId {
+        self.subscriber.id
+    }
+
+    /// The next frame for this connection, in order. `None` only once the hub is gone.
+    ///
+    /// Cancel-safe: a frame is never lost when the future is dropped.
+    pub async fn next_frame(&mut self) -> Option<Arc<Frame>> {
+        let frame = self.queue.recv().await?;
+        self.dequeued(&frame);
+        Some(frame)
+    }
+
+    /// The next frame if one is queued, without waiting.
+    pub fn try_next_frame(&mut self) -> Option<Arc<Frame>> {
+        let frame = self.queue.try_recv().ok()?;
+        self.dequeued(&frame);
+        Some(frame)
+    }
+
+    fn dequeued(&self, frame: &Frame) {
+        self.subscriber
+            .shared
+            .queued_bytes
+            .fetch_sub(frame.len(), Ordering::AcqRel);
+    }
+
+    /// Bytes waiting in this connection's queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.subscriber.shared.queued_bytes.load(Ordering::Acquire)
+    }
+
+    /// A handle that resolves when the hub kicks this connection for falling behind.
+    /// Separate from the connection so that a task can wait on both at once.
+    pub fn kick_signal(&self) -> KickSignal {
+        KickSignal(Arc::clone(&self.subscriber.shared))
+    }
+
+    /// Whether the hub has kicked this connection.
+    pub fn is_kicked(&self) -> bool {
+        self.subscriber.shared.kicked.load(Ordering::Acquire)
+    }
+
+    /// Subscribes to `stream`, resuming after `since` when given (see the
+    /// [module docs](self)).
+    pub fn subscribe(&mut self, stream: &StreamName, since: Option<Position>) -> Subscribed {
+        let already = self.streams.contains(stream);
+        let subscribed = self.hub.add(stream, &self.subscriber, since, !already);
+        if !already {
+            self.streams.push(stream.clone());
+        }
+        subscribed
+    }
+
+    /// Unsubscribes from `stream`; returns whether it was subscribed.
+    pub fn unsubscribe(&mut self, stream: &StreamName) -> bool {
+        let Some(at) = self.streams.iter().position(|s| s == stream) else {
+            return false;
+        };
+        self.streams.swap_remove(at);
+        self.hub.remove(stream, self.subscriber.id);
+        true
+    }
+
+    /// The streams this connection is subscribed to.
+    pub fn streams(&self) -> &[StreamName] {
+        &self.streams
+    }
+}
+
+/// Resolves when the hub has kicked its connection; see [`Connection::kick_signal`].
+#[derive(Clone, Debug)]
+pub struct KickSignal(Arc<ConnectionShared>);
+
+impl KickSignal {
+    /// Waits for the kick. Cancel-safe; returns at once if it already happened.
+    pub async fn kicked(&self) {
+        loop {
+            let notified = self.0.kick.notified();
+            if self.0.kicked.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for stream in self.streams.drain(..) {
+            self.hub.remove(&stream, self.subscriber.id);
+        }
+        self.hub.metrics.connection_closed();
+    }
+}
