@@ -33,6 +33,7 @@ pub(crate) struct Outgoing {
 /// What the current request says about who sent it; set by
 /// [`request_scope`](crate::web::request_scope).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RequestContext {
     /// Turbo's `X-Turbo-Request-Id`: refreshes carry it, so that the page that made the
     /// change does not refresh itself.
@@ -40,6 +41,10 @@ pub struct RequestContext {
     /// The sender page's stream connection (`X-Turbo-Model-Connection`), which
     /// [`to_others`](crate::Broadcast::to_others) broadcasts skip.
     pub connection: Option<ConnectionId>,
+    /// When the request began: pages rendered by it subscribe from the streams'
+    /// positions at that moment, so broadcasts made while the handler read its data are
+    /// replayed rather than lost.
+    pub started: Option<std::time::Instant>,
 }
 
 tokio::task_local! {

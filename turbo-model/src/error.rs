@@ -134,3 +134,17 @@ impl Error {
         }
     }
 }
+
+/// `text` with control characters escaped (`\n`, `\u{1b}`, …): messages that quote
+/// input stay on one line wherever they are shown or logged.
+pub(crate) fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -190,6 +190,83 @@ pub fn capture_sync<R>(f: impl FnOnce() -> R) -> (R, Broadcasts) {
     (output, take(&records))
 }
 
+/// One subscription found in a rendered page: what a test client needs to subscribe as
+/// the page would.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageSubscription {
+    /// The stream's name (readable from the token).
+    pub stream: String,
+    /// The signed token the page subscribes with.
+    pub token: String,
+    /// The position the page was rendered at (`epoch.seq`), if the page has one.
+    pub since: Option<String>,
+}
+
+/// The subscriptions the `turbo_subscribe` tags rendered into `html`, WebSocket and SSE,
+/// in page order.
+///
+/// ```
+/// let page = r#"<turbo-model-stream-source src="/turbo-model/ws" streams="cm9vbTox.sig" since="00000000000000ff.3"></turbo-model-stream-source>"#;
+/// let found = turbo_model::testing::subscriptions(page);
+/// assert_eq!(found[0].stream, "room:1");
+/// assert_eq!(found[0].since.as_deref(), Some("00000000000000ff.3"));
+/// ```
+pub fn subscriptions(html: &str) -> Vec<PageSubscription> {
+    let mut found = Vec::new();
+    for element in html.split('<').skip(1) {
+        let Some(tag) = element.split('>').next() else {
+            continue;
+        };
+        if tag.starts_with("turbo-model-stream-source") {
+            let tokens = attribute(tag, "streams").unwrap_or_default();
+            let since = attribute(tag, "since").unwrap_or_default();
+            let mut positions = since.split_whitespace();
+            for token in tokens.split_whitespace() {
+                found.push(PageSubscription {
+                    stream: stream_of(token),
+                    token: token.to_owned(),
+                    since: positions.next().map(str::to_owned),
+                });
+            }
+        } else if tag.starts_with("turbo-stream-source") {
+            let src = attribute(tag, "src")
+                .unwrap_or_default()
+                .replace("&amp;", "&");
+            let query = src.split_once('?').map_or("", |(_, q)| q);
+            let param = |key: &str| {
+                query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+                    .map(str::to_owned)
+            };
+            if let Some(token) = param("stream") {
+                found.push(PageSubscription {
+                    stream: stream_of(&token),
+                    token,
+                    since: param("since"),
+                });
+            }
+        }
+    }
+    found
+}
+
+fn attribute<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    let end = tag[start..].find('"')? + start;
+    Some(&tag[start..end])
+}
+
+fn stream_of(token: &str) -> String {
+    use base64::Engine as _;
+    let name = token.split('.').next().unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(name)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or_default()
+}
+
 fn take(records: &Mutex<Vec<Recorded>>) -> Broadcasts {
     Broadcasts(std::mem::take(
         &mut *records

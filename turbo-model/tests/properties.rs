@@ -2,9 +2,8 @@
 //! WebSocket frames, signed stream tokens and the `turbo_subscribe` template tag.
 //!
 //! The cargo-fuzz targets in `turbo-model/fuzz` check the same properties for longer;
-//! TESTING.md at the repository root says how to run both, and what the runs found.
-//! Tests marked `#[ignore = "finding: ..."]` reproduce those findings: they fail until the
-//! runtime is fixed, then the `ignore` goes.
+//! TESTING.md at the repository root says how to run both, and what the runs found; the
+//! findings are fixed, and their reproducers below are ordinary tests now.
 //!
 //! Case counts are set for each group so that the whole file runs in seconds in a debug
 //! build; raise them with `PROPTEST_CASES` for a longer local run.
@@ -342,7 +341,7 @@ mod inbound {
         /// Like `unknown_fields_are_refused` and `unknown_types_are_refused`, with control
         /// characters (written as escapes) in the unknown name.
         #[test]
-        #[ignore = "finding: serde's message quotes the client's field or type name, line breaks included"]
+
         fn refusals_are_one_line(
             name in prop::collection::vec((any::<char>(), any::<bool>()), 1..12)
                 .prop_filter("not a field or a type", |k| {
@@ -362,7 +361,7 @@ mod inbound {
         }
 
         #[test]
-        #[ignore = "finding: serde reads an internally tagged enum from a sequence too"]
+
         fn frames_that_are_not_json_objects_are_refused(
             frame in prop_oneof![any::<String>(), json_soup(), json_array(), mutated_request()]
                 .prop_filter("not an object", |f| !f.trim_start().starts_with('{')),
@@ -372,7 +371,7 @@ mod inbound {
     }
 
     #[test]
-    #[ignore = "finding: serde reads an internally tagged enum from a sequence too"]
+
     fn a_json_array_is_not_a_request() {
         for frame in [r#"["subscribe","t"]"#, r#"["unsubscribe","t"]"#] {
             let refusal = parse_inbound(frame).expect_err(frame);
@@ -381,7 +380,7 @@ mod inbound {
     }
 
     #[test]
-    #[ignore = "finding: serde's message quotes the client's field or type name, line breaks included"]
+
     fn a_refusal_quoting_a_name_with_a_line_break_is_one_line() {
         for frame in [
             r#"{"type":"subscribe","stream":"t","a\nb":1}"#,
@@ -810,7 +809,7 @@ mod tag {
     }
 
     #[test]
-    #[ignore = "finding: the error for a bad option value quotes the value, line breaks included"]
+
     fn an_option_value_with_a_line_break_gets_a_one_line_error() {
         for source in [
             "<% turbo_subscribe room transport=\"a\nb\" %>",
@@ -826,7 +825,7 @@ mod tag {
     }
 
     #[test]
-    #[ignore = "finding: line breaks inside string arguments become spaces"]
+
     fn a_line_break_inside_a_string_argument_is_kept() {
         let output = rewrite_tags("<% turbo_subscribe \"a\nb\" %>").expect("rewrites");
         assert!(output.contains("streams=[\"a\nb\"]"), "{output:?}");

@@ -141,7 +141,7 @@ impl Connection {
     }
 
     /// Subscribes to `stream`, resuming after `since` when given (see the
-    /// [module docs](self)).
+    /// [hub docs](super)).
     pub fn subscribe(&mut self, stream: &StreamName, since: Option<Position>) -> Subscribed {
         let already = self.streams.contains(stream);
         let subscribed = self.hub.add(stream, &self.subscriber, since, !already);

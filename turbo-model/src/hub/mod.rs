@@ -25,8 +25,9 @@
 //!
 //! A broadcast is rendered once by its sender and serialized here once; every subscriber
 //! receives the same shared bytes (a reference count) through one non-blocking queue
-//! push. A stream nobody watches, and nobody watched within `history_age`, costs a hash
-//! lookup: nothing is serialized or kept.
+//! push. A broadcast to a stream nobody watches is serialized and kept for
+//! [`COLD_WINDOW`] (10 s), so that a page rendered meanwhile still gets it when it
+//! connects; then the stream's record is dropped.
 //!
 //! # Slow consumers
 //!
@@ -97,8 +98,12 @@ struct StreamState {
     seq: u64,
     history: VecDeque<(Instant, Arc<Frame>)>,
     subscribers: Vec<Subscriber>,
-    /// When the last subscriber left; the record is dropped `history_age` later.
+    /// When the last subscriber left (or when the record was made without one); the
+    /// record is dropped `history_age` later, or [`COLD_WINDOW`] later if it never had a
+    /// subscriber.
     idle_since: Option<Instant>,
+    /// Whether anyone ever subscribed.
+    watched: bool,
 }
 
 #[derive(Debug)]
@@ -123,6 +128,10 @@ const SHARDS: usize = 16;
 
 /// How often a shard looks for idle stream records to drop.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// How long broadcasts to a stream that nobody has subscribed to are kept: long enough
+/// for a page rendered meanwhile to connect and replay them.
+pub const COLD_WINDOW: Duration = Duration::from_secs(10);
 
 /// Epochs: random per process, distinct per stream record.
 #[derive(Debug)]
@@ -198,9 +207,10 @@ impl Hub {
             shard.last_sweep = now;
             let age = self.settings.history_age;
             shard.streams.retain(|_, state| {
+                let keep_for = if state.watched { age } else { COLD_WINDOW };
                 state
                     .idle_since
-                    .is_none_or(|idle| now.duration_since(idle) < age)
+                    .is_none_or(|idle| now.duration_since(idle) < keep_for)
             });
         }
         shard
@@ -221,6 +231,15 @@ impl Hub {
             history: VecDeque::new(),
             subscribers: Vec::new(),
             idle_since: None,
+            watched: false,
+        }
+    }
+
+    /// A record for a stream nobody watches yet.
+    fn cold_state(&self) -> StreamState {
+        StreamState {
+            idle_since: Some(Instant::now()),
+            ..self.new_state()
         }
     }
 
@@ -240,6 +259,7 @@ impl Hub {
         if new {
             state.subscribers.push(subscriber.clone());
             state.idle_since = None;
+            state.watched = true;
             self.metrics.subscribed();
         }
         let position = Position::new(state.epoch, state.seq);
@@ -274,18 +294,30 @@ impl Hub {
         }
     }
 
-    /// Where `stream` is now, for a page being rendered: creates the stream's record if
-    /// there is none, so that broadcasts from this moment are kept (for `history_age`)
-    /// and the page's first subscription, made with this position, replays them. The
-    /// broadcasts between rendering a page and its socket connecting are not lost.
-    pub fn position_for_render(&self, stream: &StreamName) -> Position {
+    /// Where `stream` was at `at` (the start of the request rendering a page; now when
+    /// `None`), for the page's first subscription: the broadcasts after it are replayed,
+    /// so none is lost between reading the page's data and its socket connecting.
+    /// Creates the stream's record if there is none.
+    ///
+    /// Broadcasts to a stream nobody subscribes to are kept for [`COLD_WINDOW`], so a
+    /// request that started up to that long ago still gets them.
+    pub fn position_for_render(&self, stream: &StreamName, at: Option<Instant>) -> Position {
         let mut shard = self.shard(stream);
-        let state = shard.streams.entry(stream.clone()).or_insert_with(|| {
-            let mut state = self.new_state();
-            state.idle_since = Some(Instant::now());
-            state
-        });
-        Position::new(state.epoch, state.seq)
+        let state = shard
+            .streams
+            .entry(stream.clone())
+            .or_insert_with(|| self.cold_state());
+        let seq = match at {
+            None => state.seq,
+            Some(at) => match state.history.iter().rposition(|(time, _)| *time <= at) {
+                Some(i) => state.history[i].1.seq(),
+                None => state
+                    .history
+                    .front()
+                    .map_or(state.seq, |(_, first)| first.seq() - 1),
+            },
+        };
+        Position::new(state.epoch, seq)
     }
 
     /// Where `stream` is now, if this hub keeps a record of it.
@@ -321,9 +353,10 @@ impl Hub {
         except: Option<ConnectionId>,
     ) -> usize {
         let mut shard = self.shard(stream);
-        let Some(state) = shard.streams.get_mut(stream) else {
-            return 0;
-        };
+        let state = shard
+            .streams
+            .entry(stream.clone())
+            .or_insert_with(|| self.cold_state());
         state.seq += 1;
         let Some(frame) = Frame::message(stream, state.epoch, state.seq, html) else {
             return 0;
@@ -641,7 +674,7 @@ mod tests {
     async fn broadcasts_between_render_and_subscribe_are_replayed() {
         let hub = hub(8);
         let room = name("room:1");
-        let rendered_at = hub.position_for_render(&room);
+        let rendered_at = hub.position_for_render(&room, None);
         assert_eq!(rendered_at.seq, 0);
         hub.deliver(&room, "while the page loads");
         let mut page = hub.connect();
@@ -668,6 +701,21 @@ mod tests {
             format!("id: {}\n\n", Position::new(skip.epoch(), 1))
         );
         assert_eq!(other.try_next_frame().expect("frame").html(), "<p>hi</p>");
+    }
+
+    #[test]
+    fn a_page_replays_what_was_sent_since_its_request_began() {
+        let hub = hub(8);
+        let room = name("room:1");
+        hub.deliver(&room, "before the request");
+        let request_began = Instant::now();
+        hub.deliver(&room, "while the handler read the data");
+        let at_render = hub.position_for_render(&room, Some(request_began));
+        assert_eq!(at_render.seq, 1, "the position when the request began");
+        assert_eq!(hub.position_for_render(&room, None).seq, 2);
+        let mut page = hub.connect();
+        let subscribed = page.subscribe(&room, Some(at_render));
+        assert_eq!((seqs(&subscribed.replay), subscribed.gap), (vec![2], None));
     }
 
     #[test]

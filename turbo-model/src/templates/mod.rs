@@ -165,6 +165,7 @@ impl tera::Function<TeraResult<Value>> for Subscribe {
         let streams: Vec<Value> = kwargs.must_get("streams")?;
         let names: Vec<String> = kwargs.get("names")?.unwrap_or_default();
         let sse = kwargs.get::<String>("transport")?.as_deref() == Some("sse");
+        let began = crate::dispatch::request_context().and_then(|c| c.started);
         let mut resolved = Vec::new();
         for (i, value) in streams.iter().enumerate() {
             let name = names.get(i).map_or("", String::as_str);
@@ -179,7 +180,7 @@ impl tera::Function<TeraResult<Value>> for Subscribe {
                 html.push_str("?stream=");
                 html.push_str(&self.signer.sign(stream));
                 html.push_str("&amp;since=");
-                html.push_str(&self.hub.position_for_render(stream).to_string());
+                html.push_str(&self.hub.position_for_render(stream, began).to_string());
                 html.push_str("\"></turbo-stream-source>");
             }
             return Ok(Value::safe_string(&html));
@@ -199,7 +200,7 @@ impl tera::Function<TeraResult<Value>> for Subscribe {
             if i > 0 {
                 html.push(' ');
             }
-            html.push_str(&self.hub.position_for_render(stream).to_string());
+            html.push_str(&self.hub.position_for_render(stream, began).to_string());
         }
         html.push_str("\"></turbo-model-stream-source><script type=\"module\" src=\"");
         push_escaped(&mut html, &self.endpoints.client);

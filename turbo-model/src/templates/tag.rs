@@ -149,11 +149,15 @@ fn expand(inner: &str, line: usize) -> Result<String, TagError> {
             "`{TAG}` needs at least one model or stream name, e.g. `<% {TAG} room %>`"
         )));
     }
-    let newlines = "\n".repeat(inner.bytes().filter(|&b| b == b'\n').count());
+    // Line breaks inside arguments stay where they are (a string keeps its value); the
+    // others are added at the end, so that the lines after the tag keep their numbers.
+    let count = |text: &str| text.bytes().filter(|&b| b == b'\n').count();
+    let kept: usize = streams.iter().map(|a| count(a)).sum();
+    let newlines = "\n".repeat(count(inner).saturating_sub(kept));
     Ok(format!(
         "{{{{{} {FUNCTION}(streams=[{}], names=[{}]{options}){newlines} {}}}}}",
         if trim_left { "-" } else { "" },
-        streams.join(", ").replace('\n', " "),
+        streams.join(", "),
         names.join(", "),
         if trim_right { "-" } else { "" },
     ))
@@ -167,7 +171,8 @@ fn option(key: &str, value: &str) -> Result<String, String> {
             Ok(", transport=\"websocket\"".to_owned())
         }
         ("transport", other) => Err(format!(
-            "`transport` is \"websocket\" (the default) or \"sse\", not {other}"
+            "`transport` is \"websocket\" (the default) or \"sse\", not {}",
+            crate::error::one_line(other)
         )),
         (other, _) => Err(format!(
             "`{TAG}` has no option `{other}`; the one option is `transport=\"sse\"`"
@@ -175,9 +180,10 @@ fn option(key: &str, value: &str) -> Result<String, String> {
     }
 }
 
-/// Splits on spaces and commas outside quotes and brackets.
+/// Splits the tag's arguments on commas and spaces outside quotes and brackets; pieces
+/// joined by an operator stay one expression: `"order:" ~ order.id` is one argument.
 fn split_arguments(args: &str) -> Result<Vec<&str>, &'static str> {
-    let mut parts = Vec::new();
+    let mut pieces: Vec<(usize, usize)> = Vec::new();
     let mut depth = 0usize;
     let mut quote: Option<char> = None;
     let mut start: Option<usize> = None;
@@ -204,7 +210,10 @@ fn split_arguments(args: &str) -> Result<Vec<&str>, &'static str> {
             }
             c if depth == 0 && (c.is_whitespace() || c == ',') => {
                 if let Some(s) = start.take() {
-                    parts.push(&args[s..i]);
+                    pieces.push((s, i));
+                }
+                if c == ',' {
+                    pieces.push((i, i));
                 }
             }
             _ => {
@@ -219,9 +228,45 @@ fn split_arguments(args: &str) -> Result<Vec<&str>, &'static str> {
         return Err("unbalanced brackets in `turbo_subscribe`");
     }
     if let Some(s) = start {
-        parts.push(&args[s..]);
+        pieces.push((s, args.len()));
     }
-    Ok(parts)
+    // Group the pieces into arguments: a comma (an empty piece) always ends one; a space
+    // ends one unless an operator joins the pieces around it.
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut joined = false;
+    for (s, e) in pieces {
+        if s == e {
+            joined = false;
+            groups.push((e, e));
+            continue;
+        }
+        let piece = &args[s..e];
+        let continues =
+            matches!(groups.last(), Some((gs, ge)) if gs != ge) && (joined || is_operator(piece));
+        match groups.last_mut() {
+            Some(last) if continues => last.1 = e,
+            _ => groups.push((s, e)),
+        }
+        joined = is_operator(piece) || ends_with_operator(piece);
+    }
+    Ok(groups
+        .into_iter()
+        .filter(|(s, e)| s != e)
+        .map(|(s, e)| args[s..e].trim())
+        .collect())
+}
+
+const OPERATORS: &[&str] = &[
+    "~", "+", "-", "*", "/", "%", "|", "==", "!=", "<", ">", "<=", ">=", "and", "or", "not", "in",
+    "is", "if", "else",
+];
+
+fn is_operator(piece: &str) -> bool {
+    OPERATORS.contains(&piece)
+}
+
+fn ends_with_operator(piece: &str) -> bool {
+    piece.ends_with(['~', '+', '-', '*', '/', '%', '|'])
 }
 
 /// `key=value` at the top level (not `==`, not inside a string).
@@ -239,7 +284,8 @@ fn split_option(part: &str) -> Option<(&str, &str)> {
 /// The last identifier of an expression: `room` for `message.room`, `rooms` for
 /// `rooms[0]`, empty for a string literal.
 fn last_identifier(expr: &str) -> &str {
-    let head = expr.split(['[', '(', '|']).next().unwrap_or(expr);
+    let first = expr.split_whitespace().next().unwrap_or(expr);
+    let head = first.split(['[', '(', '|']).next().unwrap_or(first);
     let segment = head.rsplit('.').next().unwrap_or(head).trim();
     if segment.chars().all(is_ident_char) && !segment.starts_with(|c: char| c.is_ascii_digit()) {
         segment
@@ -284,6 +330,22 @@ mod tests {
         assert_eq!(
             ok(r#"<% turbo_subscribe room transport="sse" %>"#),
             r#"{{ __turbo_subscribe(streams=[room], names=["room"], transport="sse") }}"#
+        );
+    }
+
+    #[test]
+    fn expressions_with_operators_stay_one_argument() {
+        assert_eq!(
+            ok(r#"<% turbo_subscribe "order:" ~ order.id room %>"#),
+            r#"{{ __turbo_subscribe(streams=["order:" ~ order.id, room], names=["", "room"]) }}"#
+        );
+        assert_eq!(
+            ok(r#"<% turbo_subscribe "job:" ~ job.id, "jobs" %>"#),
+            r#"{{ __turbo_subscribe(streams=["job:" ~ job.id, "jobs"], names=["", ""]) }}"#
+        );
+        assert_eq!(
+            ok("<% turbo_subscribe name | lower other %>"),
+            r#"{{ __turbo_subscribe(streams=[name | lower, other], names=["name", "other"]) }}"#
         );
     }
 

@@ -55,6 +55,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::one_line;
 use crate::hub::{Gap, Position};
 
 /// Largest inbound message or frame accepted, in bytes.
@@ -154,8 +155,15 @@ pub(crate) const EXPECTED: &str =
     r#"expected {"type":"subscribe"|"unsubscribe","stream":"<token>"} or {"type":"pong"}"#;
 
 /// Parses one text frame.
+///
+/// Only a JSON object is a request (serde would also read one from an array). The
+/// message of a refusal quotes what the client sent, so control characters in it are
+/// escaped: a refusal is always one line, whatever lands in a log.
 pub(crate) fn parse(text: &str) -> Result<Inbound, String> {
-    serde_json::from_str(text).map_err(|e| format!("{EXPECTED}: {e}"))
+    if !text.trim_start().starts_with('{') {
+        return Err(format!("{EXPECTED}: a request is a JSON object"));
+    }
+    serde_json::from_str(text).map_err(|e| format!("{EXPECTED}: {}", one_line(&e.to_string())))
 }
 
 #[cfg(test)]
@@ -213,6 +221,21 @@ mod tests {
             let err = parse(bad).expect_err(bad);
             assert!(err.starts_with(&format!("{EXPECTED}: ")), "{err}");
         }
+    }
+
+    #[test]
+    fn arrays_are_not_requests_and_refusals_are_one_line() {
+        for array in [r#"["subscribe","t"]"#, r#"["pong"]"#, " [1]"] {
+            assert_eq!(
+                parse(array),
+                Err(format!("{EXPECTED}: a request is a JSON object")),
+                "{array}"
+            );
+        }
+        let err =
+            parse("{\"type\":\"sub\\r\\nscribe\",\"stream\":\"t\"}").expect_err("unknown type");
+        assert!(!err.contains('\n') && !err.contains('\r'), "{err}");
+        assert!(err.contains("sub\\r\\nscribe"), "{err}");
     }
 
     #[test]

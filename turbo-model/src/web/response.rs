@@ -202,10 +202,15 @@ impl IntoResponse for TurboStream {
     }
 }
 
-/// Middleware that makes the request's sender known to the broadcasts its handler
-/// causes: `refresh` broadcasts carry Turbo's request id (so the page that made the
-/// change does not refresh itself) and [`to_others`](crate::Broadcast::to_others)
-/// broadcasts skip the sender's stream connection.
+/// Middleware that makes the request known to what its handler does:
+///
+/// - `refresh` broadcasts carry Turbo's request id (so the page that made the change
+///   does not refresh itself);
+/// - [`to_others`](crate::Broadcast::to_others) broadcasts skip the sender's stream
+///   connection;
+/// - pages rendered by the request subscribe from the streams' positions when the
+///   request began, so a broadcast made while the handler was reading the page's data
+///   is replayed to the page instead of lost.
 ///
 /// ```no_run
 /// # fn app(turbo: turbo_model::Turbo) -> axum::Router {
@@ -215,6 +220,7 @@ impl IntoResponse for TurboStream {
 /// # }
 /// ```
 pub async fn request_scope(State(turbo): State<Turbo>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let headers = request.headers();
     let request_id = headers
         .get(REQUEST_ID_HEADER)
@@ -228,6 +234,7 @@ pub async fn request_scope(State(turbo): State<Turbo>, request: Request, next: N
     let context = RequestContext {
         request_id,
         connection,
+        started: Some(started),
     };
     dispatch::in_request(context, next.run(request)).await
 }
