@@ -104,8 +104,8 @@ fn model_impls(model: &Model<'_>, check_behavior: bool) -> TokenStream {
 }
 
 /// `#[stream(broadcasts_refreshes)]`: a hook that sends a `refresh` (debounced) to the
-/// row's stream, the parent's stream, and, on create, the entity's stream (the prefix
-/// alone, for pages that list the rows).
+/// parent's stream and, on create, to the entity's stream (the prefix alone, for pages
+/// that list the rows), on update and delete to the row's own stream.
 fn refreshes(model: &Model<'_>) -> TokenStream {
     let ident = model.ident;
     let parent = match &model.parent {
@@ -128,8 +128,9 @@ fn refreshes(model: &Model<'_>) -> TokenStream {
                     ::turbo_model::stream(<Entity as ::turbo_model::StreamEntity>::stream_prefix())
                         .refresh()
                         .send()?;
+                } else {
+                    model.stream().refresh().send()?;
                 }
-                model.stream().refresh().send()?;
                 #parent
                 ::core::result::Result::Ok(())
             }

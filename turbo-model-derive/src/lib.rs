@@ -48,9 +48,10 @@ use syn::{DeriveInput, parse_macro_input};
 ///   saves and deletes. With `#[stream(custom_behavior)]` it is not generated: write
 ///   your own impl and put `#[turbo_model::active_model_behavior]` on it;
 /// - with `#[stream(broadcasts_refreshes)]`, a hook that sends a `refresh` (debounced)
-///   after every save and delete to the row's stream and its parent's, and after a
-///   create to the entity's own stream (the prefix alone, e.g. `room`, for index pages):
-///   pages that subscribe to them reload (or morph) themselves, with no hook to write;
+///   to the parent's stream after every save and delete, to the entity's own stream (the
+///   prefix alone, e.g. `room`, for index pages) after a create, and to the row's stream
+///   after an update or delete: pages that subscribe to them reload (or morph)
+///   themselves, with no hook to write;
 /// - the registration the `turbo_subscribe` template tag uses to find a row's stream
 ///   from its serialized fields (honouring `#[serde(rename, rename_all, skip)]`).
 ///
