@@ -239,7 +239,9 @@ mod turbo;
 pub mod web;
 
 pub use action::{Action, Broadcast, Content, Method, Target};
-pub use backend::{Backend, InProcess, Publication};
+#[cfg(feature = "redis")]
+pub use backend::Redis;
+pub use backend::{Backend, BoxFuture, InProcess, Publication, Resume};
 pub use dispatch::{RequestContext, is_suppressed, request_context, suppress, suppress_sync};
 pub use error::{Error, Result};
 pub use hooks::{HookErrors, ModelStream, Saved, deleted, saved};
@@ -251,7 +253,8 @@ pub use stream::{MAX_STREAM_NAME_LEN, Stream, StreamName, row_stream_name, strea
 pub use tera::{Context, context};
 pub use transaction::{Db, Transaction};
 pub use turbo::{
-    Builder, DEFAULT_HEARTBEAT, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_PATH, SECRET_ENV, Turbo,
+    Builder, DEFAULT_HEARTBEAT, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_PATH, REDIS_ENV, SECRET_ENV,
+    Turbo,
 };
 pub use turbo_model_derive::{ModelStream, active_model_behavior};
 

@@ -60,7 +60,7 @@ struct Inner {
     templates: Templates,
     signer: Signer,
     hub: Arc<Hub>,
-    backend: Box<dyn Backend>,
+    backend: Arc<dyn Backend>,
     metrics: Arc<Metrics>,
     settings: Settings,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -206,6 +206,27 @@ impl Turbo {
         self.inner.signer.verify(token)
     }
 
+    /// Where `stream` was when the current request began (now, outside
+    /// [`request_scope`](crate::web::request_scope)), as the `turbo_subscribe` tag
+    /// renders it; `None` when a broker cannot say.
+    pub fn render_position(&self, stream: &StreamName) -> Option<crate::hub::Position> {
+        let began = crate::dispatch::request_context().and_then(|c| c.started);
+        self.inner
+            .backend
+            .render_position(&self.inner.hub, stream, began)
+    }
+
+    /// Asks the backend (a broker) for a subscription the hub handed over.
+    pub(crate) async fn resume_from_broker(
+        &self,
+        stream: &StreamName,
+        since: Option<crate::hub::Position>,
+    ) -> Result<crate::backend::Resume> {
+        let resume = self.inner.backend.resume(stream.clone(), since).await?;
+        self.inner.hub.learn(stream, resume.position);
+        Ok(resume)
+    }
+
     /// This process's hub of subscribers.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.inner.hub
@@ -282,7 +303,7 @@ pub struct Builder {
     origins: AllowedOrigins,
     refresh_debounce: Option<Duration>,
     authorizer: Option<Authorizer>,
-    backend: Option<Box<dyn Backend>>,
+    backend: Option<Arc<dyn Backend>>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -435,7 +456,7 @@ impl Builder {
 
     /// The delivery backend; default [`InProcess`].
     pub fn backend(mut self, backend: impl Backend) -> Self {
-        self.backend = Some(Box::new(backend));
+        self.backend = Some(Arc::new(backend));
         self
     }
 
@@ -471,11 +492,16 @@ impl Builder {
             client: format!("{path}/client.js"),
         };
         let hub = Arc::new(Hub::new(self.hub, metrics.clone()));
+        let backend = match self.backend {
+            Some(backend) => backend,
+            None => default_backend()?,
+        };
         let templates = Templates::build(
             sources,
             signer.clone(),
             endpoints,
             Arc::clone(&hub),
+            Arc::clone(&backend),
             metrics.clone(),
         )?;
         let settings = Settings {
@@ -490,8 +516,7 @@ impl Builder {
             refresh_debounce: self.refresh_debounce.unwrap_or(Duration::from_millis(500)),
             path,
         };
-        let backend = self.backend.unwrap_or_else(|| Box::new(InProcess));
-        backend.start(Arc::clone(&hub));
+        backend.start(Arc::clone(&hub))?;
         Ok(Turbo {
             inner: Arc::new(Inner {
                 templates,
@@ -522,6 +547,26 @@ impl Builder {
             .map_err(|_| Error::AlreadyInstalled)?;
         Ok(turbo)
     }
+}
+
+/// The environment variable naming a Redis server to use as the backend (with the
+/// `redis` feature).
+pub const REDIS_ENV: &str = "TURBO_MODEL_REDIS_URL";
+
+/// [`InProcess`], or Redis when `TURBO_MODEL_REDIS_URL` is set and the `redis` feature on.
+fn default_backend() -> Result<Arc<dyn Backend>> {
+    #[cfg(feature = "redis")]
+    if let Ok(url) = std::env::var(REDIS_ENV) {
+        return Ok(Arc::new(crate::backend::Redis::new(&url)?));
+    }
+    #[cfg(not(feature = "redis"))]
+    if std::env::var_os(REDIS_ENV).is_some() {
+        tracing::warn!(
+            "{REDIS_ENV} is set but turbo-model was built without its `redis` feature: \
+             broadcasts stay in this process"
+        );
+    }
+    Ok(Arc::new(InProcess))
 }
 
 /// `/turbo-model/` and `turbo-model` both become `/turbo-model`; `/` becomes ``.

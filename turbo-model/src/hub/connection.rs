@@ -1,5 +1,6 @@
 //! A connection's end of the hub, and the hub's handle on it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -57,7 +58,7 @@ impl Subscriber {
         }
     }
 
-    fn kick(&self) -> Push {
+    pub(super) fn kick(&self) -> Push {
         self.shared.kicked.store(true, Ordering::Release);
         self.shared.kick.notify_waiters();
         Push::Kicked
@@ -79,6 +80,9 @@ pub struct Connection {
     subscriber: Subscriber,
     queue: mpsc::Receiver<Arc<Frame>>,
     streams: Vec<StreamName>,
+    /// Per stream, the last sequence number already sent by other means (a broker's
+    /// replay): queued frames up to it are dropped, not sent twice.
+    floors: HashMap<StreamName, u64>,
 }
 
 impl Connection {
@@ -93,6 +97,7 @@ impl Connection {
             },
             queue,
             streams: Vec::new(),
+            floors: HashMap::new(),
         }
     }
 
@@ -105,23 +110,44 @@ impl Connection {
     ///
     /// Cancel-safe: a frame is never lost when the future is dropped.
     pub async fn next_frame(&mut self) -> Option<Arc<Frame>> {
-        let frame = self.queue.recv().await?;
-        self.dequeued(&frame);
-        Some(frame)
+        loop {
+            let frame = self.queue.recv().await?;
+            if self.dequeued(&frame) {
+                return Some(frame);
+            }
+        }
     }
 
     /// The next frame if one is queued, without waiting.
     pub fn try_next_frame(&mut self) -> Option<Arc<Frame>> {
-        let frame = self.queue.try_recv().ok()?;
-        self.dequeued(&frame);
-        Some(frame)
+        loop {
+            let frame = self.queue.try_recv().ok()?;
+            if self.dequeued(&frame) {
+                return Some(frame);
+            }
+        }
     }
 
-    fn dequeued(&self, frame: &Frame) {
+    /// Accounts for a frame leaving the queue; `false` if it was already sent.
+    fn dequeued(&mut self, frame: &Frame) -> bool {
         self.subscriber
             .shared
             .queued_bytes
             .fetch_sub(frame.len(), Ordering::AcqRel);
+        match self.floors.get(frame.stream()) {
+            Some(&floor) if frame.seq() <= floor => false,
+            Some(_) => {
+                self.floors.remove(frame.stream());
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Frames of `stream` up to `seq` were sent by other means (a broker's replay): drop
+    /// them if they come through the queue too.
+    pub fn sent_up_to(&mut self, stream: &StreamName, seq: u64) {
+        self.floors.insert(stream.clone(), seq);
     }
 
     /// Bytes waiting in this connection's queue.

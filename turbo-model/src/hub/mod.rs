@@ -42,7 +42,7 @@ mod frame;
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -90,6 +90,10 @@ pub struct Subscribed {
     pub gap: Option<Gap>,
     /// `false` when the connection was already subscribed (nothing changed).
     pub new: bool,
+    /// With a broker: this hub cannot answer (it has not learned the stream's position,
+    /// or the client missed more than it keeps); ask the broker
+    /// ([`Backend::resume`](crate::Backend::resume)) and use its answer instead.
+    pub ask_broker: bool,
 }
 
 #[derive(Debug)]
@@ -121,6 +125,8 @@ pub struct Hub {
     epochs: EpochSource,
     settings: HubSettings,
     metrics: Arc<Metrics>,
+    /// Positions come from a broker (see [`Hub::use_broker_positions`]).
+    brokered: AtomicBool,
 }
 
 /// Streams are spread over this many locks, so that unrelated streams rarely contend.
@@ -169,6 +175,7 @@ impl EpochSource {
 
 impl Hub {
     /// A hub with these limits.
+    /// A hub with these limits.
     pub(crate) fn new(settings: HubSettings, metrics: Arc<Metrics>) -> Self {
         Self {
             shards: (0..SHARDS)
@@ -187,7 +194,20 @@ impl Hub {
                 ..settings
             },
             metrics,
+            brokered: AtomicBool::new(false),
         }
+    }
+
+    /// Called by a broker backend at start: stream positions (epochs and sequence
+    /// numbers) are the broker's from now on, learned from the frames it delivers
+    /// ([`deliver_at`](Self::deliver_at)) and from [`learn`](Self::learn); a stream whose
+    /// position this hub has not learned yet is answered by the broker.
+    pub fn use_broker_positions(&self) {
+        self.brokered.store(true, Ordering::Relaxed);
+    }
+
+    fn is_brokered(&self) -> bool {
+        self.brokered.load(Ordering::Relaxed)
     }
 
     /// The limits this hub runs with.
@@ -226,7 +246,12 @@ impl Hub {
 
     fn new_state(&self) -> StreamState {
         StreamState {
-            epoch: self.epochs.next(),
+            // With a broker, 0 means "not learned yet": the broker knows.
+            epoch: if self.is_brokered() {
+                0
+            } else {
+                self.epochs.next()
+            },
             seq: 0,
             history: VecDeque::new(),
             subscribers: Vec::new(),
@@ -267,6 +292,17 @@ impl Hub {
             Some(since) if new => replay_after(state, since),
             _ => (Vec::new(), None),
         };
+        let ask_broker =
+            self.is_brokered() && new && (state.epoch == 0 || gap == Some(Gap::History));
+        if ask_broker {
+            return Subscribed {
+                position,
+                replay: Vec::new(),
+                gap: None,
+                new,
+                ask_broker,
+            };
+        }
         if gap.is_some() {
             self.metrics.gap();
         } else if !replay.is_empty() {
@@ -277,6 +313,7 @@ impl Hub {
             replay,
             gap,
             new,
+            ask_broker,
         }
     }
 
@@ -307,17 +344,19 @@ impl Hub {
             .streams
             .entry(stream.clone())
             .or_insert_with(|| self.cold_state());
-        let seq = match at {
-            None => state.seq,
-            Some(at) => match state.history.iter().rposition(|(time, _)| *time <= at) {
-                Some(i) => state.history[i].1.seq(),
-                None => state
-                    .history
-                    .front()
-                    .map_or(state.seq, |(_, first)| first.seq() - 1),
-            },
-        };
-        Position::new(state.epoch, seq)
+        Position::new(state.epoch, seq_at(state, at))
+    }
+
+    /// As [`position_for_render`](Self::position_for_render), but only when this hub
+    /// knows the stream's position (with a broker: has learned it).
+    pub fn known_position_for_render(
+        &self,
+        stream: &StreamName,
+        at: Option<Instant>,
+    ) -> Option<Position> {
+        let shard = self.shard(stream);
+        let state = shard.streams.get(stream)?;
+        (state.epoch != 0).then(|| Position::new(state.epoch, seq_at(state, at)))
     }
 
     /// Where `stream` is now, if this hub keeps a record of it.
@@ -358,6 +397,18 @@ impl Hub {
             .entry(stream.clone())
             .or_insert_with(|| self.cold_state());
         state.seq += 1;
+        self.fan_out(state, stream, html, except)
+    }
+
+    /// Makes the frame for the stream's current position, keeps it in the history and
+    /// pushes it onto every subscriber's queue (a skip for `except`).
+    fn fan_out(
+        &self,
+        state: &mut StreamState,
+        stream: &StreamName,
+        html: &str,
+        except: Option<ConnectionId>,
+    ) -> usize {
         let Some(frame) = Frame::message(stream, state.epoch, state.seq, html) else {
             return 0;
         };
@@ -408,6 +459,97 @@ impl Hub {
         }
         self.metrics.delivered(delivered);
         delivered
+    }
+}
+
+impl Hub {
+    /// Delivers a frame whose position a broker assigned: the broker's epoch and
+    /// sequence number. Frames it already has are ignored; when the broker's epoch
+    /// changes or frames are missing (a lost broker connection), the stream's
+    /// subscribers are closed so that they reconnect and resume from the broker (which
+    /// replays or tells them of the gap). Returns the number of queues it reached.
+    pub fn deliver_at(
+        &self,
+        stream: &StreamName,
+        position: Position,
+        html: &str,
+        except: Option<ConnectionId>,
+    ) -> usize {
+        let mut shard = self.shard(stream);
+        let state = shard
+            .streams
+            .entry(stream.clone())
+            .or_insert_with(|| self.cold_state());
+        let unknown = state.epoch == 0;
+        let restarted = !unknown && state.epoch != position.epoch;
+        if !unknown && !restarted && position.seq <= state.seq {
+            return 0;
+        }
+        let missing = !unknown && !restarted && position.seq > state.seq + 1;
+        if restarted || missing {
+            self.kick_all_of(
+                state,
+                stream,
+                "the broker's stream moved on without this process",
+            );
+            state.history.clear();
+        }
+        state.epoch = position.epoch;
+        state.seq = position.seq;
+        self.fan_out(state, stream, html, except)
+    }
+
+    /// Records a position learned from the broker (when answering a subscription), if
+    /// this hub had not learned one yet.
+    pub fn learn(&self, stream: &StreamName, position: Position) {
+        let mut shard = self.shard(stream);
+        if let Some(state) = shard.streams.get_mut(stream)
+            && state.epoch == 0
+        {
+            state.epoch = position.epoch;
+            state.seq = position.seq;
+        }
+    }
+
+    /// Closes every connection (they reconnect and resume): after the broker connection
+    /// was lost, frames may have been missed.
+    pub fn kick_all(&self) {
+        for shard in &self.shards {
+            let mut shard = shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (stream, state) in &mut shard.streams {
+                self.kick_all_of(state, stream, "the broker connection was lost");
+                state.history.clear();
+                state.epoch = if self.is_brokered() { 0 } else { state.epoch };
+            }
+        }
+    }
+
+    fn kick_all_of(&self, state: &mut StreamState, stream: &StreamName, why: &str) {
+        if state.subscribers.is_empty() {
+            return;
+        }
+        tracing::info!(%stream, subscribers = state.subscribers.len(), "{why}: subscribers reconnect and resume");
+        for subscriber in state.subscribers.drain(..) {
+            subscriber.kick();
+            self.metrics.unsubscribed();
+        }
+        state.idle_since = Some(Instant::now());
+    }
+}
+
+/// The stream's sequence number at `at` (now when `None`), from the history's times.
+fn seq_at(state: &StreamState, at: Option<Instant>) -> u64 {
+    let Some(at) = at else {
+        return state.seq;
+    };
+    match state.history.iter().rposition(|(time, _)| *time <= at) {
+        Some(i) => state.history[i].1.seq(),
+        None => state
+            .history
+            .front()
+            .map_or(state.seq, |(_, first)| first.seq() - 1),
     }
 }
 

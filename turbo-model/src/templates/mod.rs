@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tera::{Context, Kwargs, State, Tera, TeraResult, Value};
 
 use crate::action::push_escaped;
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -48,6 +49,7 @@ impl Templates {
         signer: Signer,
         endpoints: Endpoints,
         hub: Arc<Hub>,
+        backend: Arc<dyn Backend>,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
         let mut tera = Tera::new();
@@ -57,6 +59,7 @@ impl Templates {
                 signer,
                 endpoints,
                 hub,
+                backend,
             },
         );
         let mut rewritten = Vec::with_capacity(sources.len());
@@ -158,6 +161,16 @@ struct Subscribe {
     signer: Signer,
     endpoints: Endpoints,
     hub: Arc<Hub>,
+    backend: Arc<dyn Backend>,
+}
+
+impl Subscribe {
+    /// `epoch.seq` where the page starts, or `-` when the backend cannot say.
+    fn since(&self, stream: &StreamName, began: Option<std::time::Instant>) -> String {
+        self.backend
+            .render_position(&self.hub, stream, began)
+            .map_or_else(|| "-".to_owned(), |p| p.to_string())
+    }
 }
 
 impl tera::Function<TeraResult<Value>> for Subscribe {
@@ -179,8 +192,11 @@ impl tera::Function<TeraResult<Value>> for Subscribe {
                 push_escaped(&mut html, &self.endpoints.events);
                 html.push_str("?stream=");
                 html.push_str(&self.signer.sign(stream));
-                html.push_str("&amp;since=");
-                html.push_str(&self.hub.position_for_render(stream, began).to_string());
+                let since = self.since(stream, began);
+                if since != "-" {
+                    html.push_str("&amp;since=");
+                    html.push_str(&since);
+                }
                 html.push_str("\"></turbo-stream-source>");
             }
             return Ok(Value::safe_string(&html));
@@ -200,7 +216,7 @@ impl tera::Function<TeraResult<Value>> for Subscribe {
             if i > 0 {
                 html.push(' ');
             }
-            html.push_str(&self.hub.position_for_render(stream, began).to_string());
+            html.push_str(&self.since(stream, began));
         }
         html.push_str("\"></turbo-model-stream-source><script type=\"module\" src=\"");
         push_escaped(&mut html, &self.endpoints.client);
@@ -355,6 +371,7 @@ mod tests {
                 client: "/turbo-model/client.js".into(),
             },
             hub,
+            Arc::new(crate::backend::InProcess),
             Arc::default(),
         )
     }

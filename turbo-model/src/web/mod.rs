@@ -124,6 +124,35 @@ async fn upgrade(
         .on_upgrade(move |socket| socket::serve(turbo, socket, request))
 }
 
+/// Subscribes `connection` to `stream`, resuming after `since`; when the hub hands the
+/// question over to the broker (it has not learned the stream, or keeps too little),
+/// asks the broker, and drops the queued frames the broker's replay already covers.
+pub(crate) async fn subscribe(
+    turbo: &Turbo,
+    connection: &mut crate::hub::Connection,
+    stream: &crate::StreamName,
+    since: Option<crate::hub::Position>,
+) -> crate::Result<crate::backend::Resume> {
+    let subscribed = connection.subscribe(stream, since);
+    if !subscribed.ask_broker {
+        return Ok(crate::backend::Resume::new(
+            subscribed.position,
+            subscribed.replay,
+            subscribed.gap,
+        ));
+    }
+    match turbo.resume_from_broker(stream, since).await {
+        Ok(resume) => {
+            connection.sent_up_to(stream, resume.position.seq);
+            Ok(resume)
+        }
+        Err(error) => {
+            connection.unsubscribe(stream);
+            Err(error)
+        }
+    }
+}
+
 /// Resolves once the [`Turbo`] is shutting down (or gone).
 async fn closing(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|closing| *closing).await;

@@ -211,6 +211,7 @@ impl State<'_> {
         let (replies, refused) = match self.answer(request).await {
             Answer::Done(replies) => (replies, false),
             Answer::Refused(reply) => (vec![reply], true),
+            Answer::Stop(stop) => return Err(stop),
         };
         self.refused_in_a_row = if refused {
             self.refused_in_a_row + 1
@@ -275,7 +276,16 @@ impl State<'_> {
         }
         // An epoch no server gave out cannot be resumed: treat it as another epoch.
         let since = since.map(|s| s.position().unwrap_or(Position::new(0, u64::MAX)));
-        let subscribed = self.connection.subscribe(&stream, since);
+        let subscribed = match super::subscribe(self.turbo, self.connection, &stream, since).await {
+            Ok(subscribed) => subscribed,
+            Err(error) => {
+                tracing::warn!(%stream, %error, "the broker could not answer a subscription");
+                return Answer::Stop(close(
+                    close_code::AGAIN,
+                    "stream history unavailable; reconnect",
+                ));
+            }
+        };
         let reply = Reply::Subscribed {
             stream: stream.as_str(),
             token: &token,
@@ -296,6 +306,8 @@ enum Answer {
     Done(Vec<Utf8Bytes>),
     /// The request was refused with this error frame.
     Refused(Utf8Bytes),
+    /// The connection must close.
+    Stop(Stop),
 }
 
 /// Requests per second a connection may send, with bursts.

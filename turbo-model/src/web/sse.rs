@@ -77,7 +77,22 @@ pub(crate) async fn events(
         .or(params.since.as_deref())
         .map(|id| Position::parse(id).unwrap_or(Position::new(0, u64::MAX)));
     let mut connection = turbo.hub().connect();
-    let subscribed = connection.subscribe(&stream, since);
+    let subscribed = match super::subscribe(&turbo, &mut connection, &stream, since).await {
+        Ok(subscribed) => subscribed,
+        Err(error) => {
+            tracing::warn!(%stream, %error, "the broker could not answer an SSE subscription");
+            // Not an error status: EventSource gives up on those. An empty stream that
+            // ends makes it come back in a second, with its Last-Event-ID.
+            return (
+                [
+                    (header::CONTENT_TYPE, "text/event-stream"),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                format!("retry: {RETRY_MS}\n\n"),
+            )
+                .into_response();
+        }
+    };
 
     let mut opening = format!("retry: {RETRY_MS}\n");
     if subscribed.gap.is_some() {

@@ -1,0 +1,164 @@
+//! The Redis backend: two `Turbo`s (two server processes, as far as Redis can tell) on
+//! one Redis of the test's own. A broadcast from either reaches the subscribers of both,
+//! in order; a client that moves from one to the other resumes; and when Redis goes away
+//! and comes back empty, clients get the gap signal, never a silent hole.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use turbo_model::{Redis, Turbo};
+use turbo_model_tests::redis_server::TestRedis;
+use turbo_model_tests::standalone::Standalone;
+use turbo_model_tests::ws::{Client, Received};
+
+fn html(n: u64) -> String {
+    format!(
+        "<turbo-stream action=\"append\" target=\"log\"><template><p>{n}</p></template></turbo-stream>"
+    )
+}
+
+async fn server(redis: &TestRedis) -> Standalone {
+    Standalone::start(
+        Turbo::builder().backend(Redis::with_prefix(&redis.url(), "broker-test").expect("url")),
+    )
+    .await
+}
+
+/// Waits until `client` gets the message with this seq, skipping pings.
+async fn message(client: &mut Client) -> Value {
+    loop {
+        let frame = client.json().await;
+        if frame["type"] != "ping" {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_from_either_process_reaches_both_in_order() {
+    let redis = TestRedis::start();
+    let a = server(&redis).await;
+    let b = server(&redis).await;
+    let token = a.token("room:1");
+    assert_eq!(b.token("room:1"), token, "one secret, one token");
+
+    let mut on_a = Client::connect(&a.ws_url()).await;
+    let mut on_b = Client::connect(&b.ws_url()).await;
+    let sub_a = on_a.subscribe(&token).await;
+    let sub_b = on_b.subscribe(&token).await;
+    assert_eq!(
+        sub_a["epoch"], sub_b["epoch"],
+        "the epoch is Redis's, the same for both"
+    );
+    assert_eq!(
+        (sub_a["seq"].clone(), sub_b["seq"].clone()),
+        (json!(0), json!(0))
+    );
+
+    for n in 1..=10 {
+        let from = if n % 2 == 0 { &a } else { &b };
+        from.publish("room:1", &html(n));
+    }
+    // Redis numbers them as they arrive; both processes deliver that one order, and
+    // each process's own broadcasts keep the order it sent them in.
+    let mut order = Vec::new();
+    for seq in 1..=10 {
+        let on_a_frame = message(&mut on_a).await;
+        assert_eq!(on_a_frame["seq"], seq);
+        assert_eq!(
+            message(&mut on_b).await,
+            on_a_frame,
+            "the same frame on both"
+        );
+        let got = on_a_frame["html"].as_str().unwrap_or_default().to_owned();
+        order.push((1..=10).find(|n| got == html(*n)).expect("a known frame"));
+    }
+    let from_a: Vec<u64> = order.iter().copied().filter(|n| n % 2 == 0).collect();
+    let from_b: Vec<u64> = order.iter().copied().filter(|n| n % 2 == 1).collect();
+    assert_eq!(from_a, [2, 4, 6, 8, 10]);
+    assert_eq!(from_b, [1, 3, 5, 7, 9]);
+    // Rendered once, in the process that published: each process built each frame once.
+    assert_eq!(a.turbo.metrics().frames, 10);
+    assert_eq!(b.turbo.metrics().frames, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_moves_to_the_other_process_resumes() {
+    let redis = TestRedis::start();
+    let a = server(&redis).await;
+    let b = server(&redis).await;
+    let token = a.token("room:2");
+    let mut client = Client::connect(&a.ws_url()).await;
+    let epoch = client.subscribe(&token).await["epoch"]
+        .as_str()
+        .expect("epoch")
+        .to_owned();
+    a.publish("room:2", &html(1));
+    assert_eq!(message(&mut client).await["seq"], 1);
+    drop(client);
+
+    for n in 2..=4 {
+        a.publish("room:2", &html(n));
+    }
+    // B has never seen room:2 and has no subscribers for it: the log answers.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut moved = Client::connect(&b.ws_url()).await;
+    let reply = moved.resume(&token, &epoch, 1).await;
+    assert_eq!(reply["seq"], 4);
+    assert_eq!(reply.get("gap"), None);
+    for n in 2..=4 {
+        assert_eq!(
+            message(&mut moved).await,
+            json!({"type": "message", "stream": "room:2", "seq": n, "html": html(n)})
+        );
+    }
+    b.publish("room:2", &html(5));
+    assert_eq!(
+        message(&mut moved).await["seq"],
+        5,
+        "live after the replay, no duplicate"
+    );
+    moved.expect_silence(Duration::from_millis(300)).await;
+
+    // A position older than the log keeps is a gap, from either process.
+    let mut late = Client::connect(&b.ws_url()).await;
+    let reply = late.resume(&token, "0000000000000001", 0).await;
+    assert_eq!(reply["gap"], "epoch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_redis_goes_away_broadcasts_fail_loudly_and_clients_get_the_gap_signal() {
+    let mut redis = TestRedis::start();
+    let a = server(&redis).await;
+    let token = a.token("room:3");
+    let mut client = Client::connect(&a.ws_url()).await;
+    let epoch = client.subscribe(&token).await["epoch"]
+        .as_str()
+        .expect("epoch")
+        .to_owned();
+    a.publish("room:3", &html(1));
+    assert_eq!(message(&mut client).await["seq"], 1);
+
+    redis.stop();
+    // The publish itself is accepted (the write that caused it must not fail); Redis
+    // refuses it and the loss is logged.
+    a.publish("room:3", &html(2));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.restart();
+
+    // Once the process is subscribed again, every client is told to reconnect ...
+    let closed = loop {
+        match client.next_within(Duration::from_secs(15)).await {
+            Received::Closed(close) => break close,
+            Received::Json(frame) => assert_eq!(frame["type"], "ping", "{frame}"),
+        }
+    };
+    assert_eq!(closed.map(|(code, _)| code), Some(1013));
+    // ... and learns, when it resumes, that Redis lost the stream: a new epoch.
+    let mut back = Client::connect(&a.ws_url()).await;
+    let reply = back.resume(&token, &epoch, 1).await;
+    assert_eq!(reply["gap"], "epoch");
+    assert_ne!(reply["epoch"], json!(epoch));
+    a.publish("room:3", &html(3));
+    assert_eq!(message(&mut back).await["html"], html(3), "live again");
+}
