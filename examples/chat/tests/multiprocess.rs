@@ -1,0 +1,266 @@
+//! Two chat processes behind one Redis, as behind a load balancer: a message saved
+//! through either reaches the pages of both, in order, and a page whose connection moves
+//! to the other process resumes where it was. The processes are the real `chat` binary.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use turbo_model_tests::browser::{Browser, BrowserError};
+use turbo_model_tests::chat_page::{MESSAGE_TEXTS, STEP, SUBSCRIBED, WHOLE_TEST, send};
+use turbo_model_tests::redis_server::TestRedis;
+use turbo_model_tests::ws::Client;
+
+const SECRET: &str = "multi-process test secret, 32 bytes or more";
+
+/// One `chat` process, killed on drop.
+struct Chat {
+    child: Child,
+    base_url: String,
+}
+
+impl Chat {
+    fn start(database: &str, redis: &TestRedis) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("a free port: {e}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_chat"))
+            .env("PORT", port.to_string())
+            .env("DATABASE_URL", database)
+            .env("TURBO_MODEL_REDIS_URL", redis.url())
+            .env("TURBO_MODEL_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start the chat: {e}"));
+        let chat = Self {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the chat did not start on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        chat
+    }
+
+    fn ws_url(&self) -> String {
+        format!("{}/turbo-model/ws", self.base_url.replacen("http", "ws", 1))
+    }
+
+    fn http() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|e| panic!("http client: {e}"))
+    }
+
+    async fn create_room(&self, name: &str) -> i32 {
+        let response = Self::http()
+            .post(format!("{}/rooms/", self.base_url))
+            .form(&[("name", name)])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create a room: {e}"));
+        let location = response.headers()["location"]
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
+        location
+            .trim_start_matches("/rooms/")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap_or_else(|_| panic!("a room, got {location:?}"))
+    }
+
+    async fn post(&self, room: i32, text: &str) {
+        let status = Self::http()
+            .post(format!("{}/rooms/{room}/messages/", self.base_url))
+            .form(&[("text", text)])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("post: {e}"))
+            .status();
+        assert_eq!(status, 303);
+    }
+
+    /// The page's subscription: token and rendered position.
+    async fn subscription(&self, room: i32) -> turbo_model::testing::PageSubscription {
+        let page = Self::http()
+            .get(format!("{}/rooms/{room}/", self.base_url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("room page: {e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("room page: {e}"));
+        turbo_model::testing::subscriptions(&page)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("the room page subscribes:\n{page}"))
+    }
+}
+
+impl Drop for Chat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A shared SQLite file for both processes, removed at the end.
+struct Database(std::path::PathBuf);
+
+impl Database {
+    fn new(tag: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "turbo-model-multiprocess-{tag}-{}.db",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        Self(path)
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}?mode=rwc", self.0.display())
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+async fn two_chats(tag: &str) -> (TestRedis, Database, Chat, Chat) {
+    let redis = TestRedis::start();
+    let database = Database::new(tag);
+    // One at a time: the first creates and migrates the database.
+    let a = Chat::start(&database.url(), &redis);
+    let b = Chat::start(&database.url(), &redis);
+    (redis, database, a, b)
+}
+
+async fn next_message(client: &mut Client) -> Value {
+    loop {
+        let frame = client.json().await;
+        if frame["type"] == "message" {
+            return frame;
+        }
+        if frame["type"] == "ping" {
+            client.send_text(r#"{"type":"pong"}"#).await;
+        }
+    }
+}
+
+fn text_of(frame: &Value) -> String {
+    let html = frame["html"].as_str().unwrap_or_default();
+    html.split("<span class=\"text\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</span>").next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_saved_through_one_process_reaches_pages_of_the_other_in_order() {
+    let (_redis, _database, a, b) = two_chats("order").await;
+    let room = a.create_room("Across").await;
+    let page = b.subscription(room).await;
+    let mut on_b = Client::connect(&b.ws_url()).await;
+    assert_eq!(
+        on_b.subscribe(&page.token).await["stream"],
+        format!("room:{room}")
+    );
+
+    for n in 1..=5 {
+        a.post(room, &format!("message {n}")).await;
+    }
+    for n in 1..=5 {
+        let frame = next_message(&mut on_b).await;
+        assert_eq!(frame["stream"], format!("room:{room}"));
+        assert_eq!(frame["seq"], n);
+        assert_eq!(text_of(&frame), format!("message {n}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_whose_connection_moves_to_the_other_process_resumes() {
+    let (_redis, _database, a, b) = two_chats("move").await;
+    let room = a.create_room("Moving").await;
+    let page = a.subscription(room).await;
+    let mut client = Client::connect(&a.ws_url()).await;
+    let reply = client.subscribe(&page.token).await;
+    let epoch = reply["epoch"].as_str().expect("epoch").to_owned();
+    a.post(room, "before the move").await;
+    let first = next_message(&mut client).await;
+    let seen = first["seq"].as_u64().expect("seq");
+    drop(client);
+
+    for n in 1..=3 {
+        a.post(room, &format!("while moving {n}")).await;
+    }
+    let mut moved = Client::connect(&b.ws_url()).await;
+    let reply = moved.resume(&page.token, &epoch, seen).await;
+    assert_eq!(reply.get("gap"), None, "{reply}");
+    for n in 1..=3 {
+        let frame = next_message(&mut moved).await;
+        assert_eq!(frame["seq"], json!(seen + n));
+        assert_eq!(text_of(&frame), format!("while moving {n}"));
+    }
+    b.post(room, "after the move").await;
+    assert_eq!(text_of(&next_message(&mut moved).await), "after the move");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_browsers_on_two_processes_chat_live() -> Result<(), BrowserError> {
+    tokio::time::timeout(WHOLE_TEST, async {
+        let (_redis, _database, a, b) = two_chats("browser").await;
+        let room = a.create_room("Two servers").await;
+        let browser = Browser::start().await?;
+        let page_a = browser.open_page().await?;
+        let page_b = browser.open_page().await?;
+        page_a
+            .goto(&format!("{}/rooms/{room}/", a.base_url))
+            .await?;
+        page_b
+            .goto(&format!("{}/rooms/{room}/", b.base_url))
+            .await?;
+        for page in [&page_a, &page_b] {
+            page.show_on_failure("#messages");
+            page.wait_for(SUBSCRIBED, STEP).await?;
+        }
+        page_b.execute("window.__marker = 1", vec![]).await?;
+        send(&page_a, "from the first server").await?;
+        page_b
+            .wait_for_text(MESSAGE_TEXTS, "from the first server", STEP)
+            .await?;
+        send(&page_b, "from the second server").await?;
+        page_a
+            .wait_for_text(MESSAGE_TEXTS, "from the second server", STEP)
+            .await?;
+        assert_eq!(
+            page_b.texts_of(MESSAGE_TEXTS).await?,
+            ["from the first server", "from the second server"]
+        );
+        assert_eq!(
+            page_a.texts_of(MESSAGE_TEXTS).await?,
+            ["from the first server", "from the second server"]
+        );
+        assert_eq!(
+            page_b.execute("return window.__marker", vec![]).await?,
+            json!(1)
+        );
+        page_a.close().await?;
+        page_b.close().await?;
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the browser test took longer than {WHOLE_TEST:?}"))
+}
