@@ -199,6 +199,14 @@
 //! [`suppress`] runs code without broadcasts. [`testing::capture`] records the
 //! broadcasts made while a future runs, with assertions that show what was sent instead.
 //!
+//! ## Several server processes
+//!
+//! With the `redis` feature, `turbo_model::Redis` (or `TURBO_MODEL_REDIS_URL`) carries broadcasts
+//! to every process behind a load balancer, keeps the streams' history in Redis so that a
+//! page whose connection lands on another process resumes where it was, and turns a lost
+//! Redis into gap signals, never silent holes. Without it, everything stays in the
+//! process and nothing else needs to run.
+//!
 //! ## Signed stream names
 //!
 //! The tag renders stream names signed with HMAC-SHA256 ([`Signer`]); the server refuses
