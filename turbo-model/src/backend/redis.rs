@@ -1,36 +1,4 @@
-//! The Redis backend: broadcasts reach the subscribers of every server process, and a
-//! client that reconnects to another process resumes where it was.
-//!
-//! # How
-//!
-//! Per stream, Redis holds an epoch, a sequence counter and a log (a Redis stream capped
-//! at the history length), all expiring after the history age without broadcasts. One
-//! Lua script publishes a broadcast atomically: it numbers it (`INCR`), appends it to
-//! the log (`XADD … MAXLEN ~`), and `PUBLISH`es it on one channel that every process
-//! subscribes to; each process hands the frames to its own hub, which fans them out to
-//! its subscribers. A broadcast is rendered once, in the process that saved, and crosses
-//! the network once per process.
-//!
-//! Redis Streams give the ordered, capped, per-stream history that resume needs (read
-//! with `XREVRANGE`), Pub/Sub the low-latency fan-out to processes without a consumer
-//! group per process. A subscription that a process cannot answer from its own hub (it
-//! has not seen the stream, or the client missed more than it keeps) is answered from
-//! the log.
-//!
-//! # Faults
-//!
-//! - Publishing while Redis is unreachable fails with a logged error; the database
-//!   write that caused it has succeeded. The connection reconnects by itself.
-//! - When the Pub/Sub connection drops, the process reconnects with backoff and then
-//!   closes its stream connections: clients reconnect and resume from the log, which
-//!   holds whatever was published meanwhile, or get the gap signal if Redis lost it
-//!   (a restart without persistence starts new epochs).
-//!
-//! # Crate
-//!
-//! [`redis`](https://docs.rs/redis) (redis-rs): the maintained, widely used Redis client
-//! for Rust, with tokio support, a reconnecting multiplexed connection
-//! (`ConnectionManager`) and async Pub/Sub.
+//! The Redis backend; see [`Redis`].
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -114,8 +82,42 @@ struct Job {
     except: Option<ConnectionId>,
 }
 
-/// Broadcasts through Redis, for several server processes. See the [module docs](self).
+/// Broadcasts through Redis: they reach the subscribers of every server process, and a
+/// client that reconnects to another process resumes where it was.
 ///
+///
+/// # How
+///
+/// Per stream, Redis holds an epoch, a sequence counter and a log (a Redis stream capped
+/// at the history length), all expiring after the history age without broadcasts. One
+/// Lua script publishes a broadcast atomically: it numbers it (`INCR`), appends it to
+/// the log (`XADD … MAXLEN ~`), and `PUBLISH`es it on one channel that every process
+/// subscribes to; each process hands the frames to its own hub, which fans them out to
+/// its subscribers. A broadcast is rendered once, in the process that saved, and crosses
+/// the network once per process.
+///
+/// Redis Streams give the ordered, capped, per-stream history that resume needs (read
+/// with `XREVRANGE`), Pub/Sub the low-latency fan-out to processes without a consumer
+/// group per process. A subscription that a process cannot answer from its own hub (it
+/// has not seen the stream, or the client missed more than it keeps) is answered from
+/// the log.
+///
+/// # Faults
+///
+/// - Publishing while Redis is unreachable fails with a logged error; the database
+///   write that caused it has succeeded. The connection reconnects by itself.
+/// - When the Pub/Sub connection drops, the process reconnects with backoff and then
+///   closes its stream connections: clients reconnect and resume from the log, which
+///   holds whatever was published meanwhile, or get the gap signal if Redis lost it
+///   (a restart without persistence starts new epochs).
+///
+/// # Crate
+///
+/// [`redis`](https://docs.rs/redis) (redis-rs): the maintained, widely used Redis client
+/// for Rust, with tokio support, a reconnecting multiplexed connection
+/// (`ConnectionManager`) and async Pub/Sub.
+///
+/// # Use
 /// ```no_run
 /// # async fn run() -> turbo_model::Result<()> {
 /// let turbo = turbo_model::Turbo::builder()
