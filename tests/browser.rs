@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::json;
 use turbo_model_tests::browser::{Browser, BrowserError};
 use turbo_model_tests::chat_page::{
-    MESSAGE_TEXTS, STEP, SUBSCRIBED, WHOLE_TEST, item_with_text, marker, screenshot_path, send,
+    MESSAGE_TEXTS, STEP, SUBSCRIBED, WHOLE_TEST, back_online, go_offline, item_with_text, marker,
+    screenshot_path, send,
 };
 use turbo_model_tests::server::ChatServer;
 
@@ -181,18 +182,7 @@ async fn offline_then_back() -> Result<(), BrowserError> {
 
     // B's network goes down: its socket closes (code 4001) and every reconnect attempt
     // fails until the network is back.
-    b.execute(
-        "window.__offline = true;
-         const Real = window.WebSocket;
-         window.WebSocket = class extends Real {
-             constructor(url, protocols) {
-                 super(window.__offline ? 'ws://127.0.0.1:9/' : url, protocols);
-             }
-         };
-         document.querySelector('turbo-model-stream-source').connection.socket.close(4001, 'cut');",
-        vec![],
-    )
-    .await?;
+    go_offline(&b).await?;
     b.wait_for_gone(SUBSCRIBED, STEP).await?;
 
     let missed = [
@@ -208,7 +198,7 @@ async fn offline_then_back() -> Result<(), BrowserError> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(b.count("#messages li").await?, 0, "B is offline");
 
-    b.execute("window.__offline = false", vec![]).await?;
+    back_online(&b).await?;
     b.wait_for(SUBSCRIBED, STEP).await?;
     b.wait_for_text(MESSAGE_TEXTS, missed[2], STEP).await?;
     assert_eq!(
@@ -252,18 +242,7 @@ async fn refreshes_after_a_gap() -> Result<(), BrowserError> {
         vec![],
     )
     .await?;
-    page.execute(
-        "window.__offline = true;
-         const Real = window.WebSocket;
-         window.WebSocket = class extends Real {
-             constructor(url, protocols) {
-                 super(window.__offline ? 'ws://127.0.0.1:9/' : url, protocols);
-             }
-         };
-         document.querySelector('turbo-model-stream-source').connection.socket.close(4001, 'cut');",
-        vec![],
-    )
-    .await?;
+    go_offline(&page).await?;
     page.wait_for_gone(SUBSCRIBED, STEP).await?;
 
     // More broadcasts than a stream keeps (100), then one message saved for real.
@@ -275,7 +254,7 @@ async fn refreshes_after_a_gap() -> Result<(), BrowserError> {
     }
     assert_eq!(chat.post_message(room, "saved while away").await, 303);
 
-    page.execute("window.__offline = false", vec![]).await?;
+    back_online(&page).await?;
     // The gap makes the page reload itself from the server, which has the message.
     page.wait_for_text(MESSAGE_TEXTS, "saved while away", STEP)
         .await?;

@@ -64,3 +64,28 @@ pub fn screenshot_path(name: &str) -> PathBuf {
         .join("../target/browser")
         .join(name)
 }
+
+/// Cuts the page's network: its socket closes (code 4001) and every reconnect attempt
+/// fails, until [`back_online`].
+pub async fn go_offline(page: &Page) -> Result<(), BrowserError> {
+    page.execute(
+        "window.__offline = true;
+         const Real = window.WebSocket;
+         window.WebSocket = class extends Real {
+             constructor(url, protocols) {
+                 super(window.__offline ? 'ws://127.0.0.1:9/' : url, protocols);
+             }
+         };
+         document.querySelector('turbo-model-stream-source').connection.socket.close(4001, 'cut');",
+        vec![],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Restores the network [`go_offline`] cut: the next reconnect attempt succeeds.
+pub async fn back_online(page: &Page) -> Result<(), BrowserError> {
+    page.execute("window.__offline = false", vec![])
+        .await
+        .map(|_| ())
+}

@@ -30,7 +30,9 @@ mod plain {
 mod live {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize,
+    )]
     #[sea_orm(table_name = "live_message")]
     pub(crate) struct Model {
         #[sea_orm(primary_key)]
@@ -61,7 +63,8 @@ impl ModelStream for LiveMessages {
 
 turbo_model::register!(LiveMessages);
 
-const COMPONENT: &str = r#"<li id="message-{{ message.id }}"><span class="text">{{ message.text }}</span></li>"#;
+const COMPONENT: &str =
+    r#"<li id="message-{{ message.id }}"><span class="text">{{ message.text }}</span></li>"#;
 
 fn setup(runtime: &tokio::runtime::Runtime) -> DatabaseConnection {
     Turbo::builder()

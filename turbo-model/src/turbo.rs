@@ -167,13 +167,22 @@ impl Turbo {
     /// connection opened by `request` may subscribe to `stream`.
     pub(crate) async fn authorize(
         &self,
-        request: &Arc<Parts>,
+        request: Option<&Arc<Parts>>,
         stream: &StreamName,
     ) -> Result<(), String> {
-        match &self.inner.authorizer {
-            None => Ok(()),
-            Some(authorize) => authorize(Arc::clone(request), stream.clone()).await,
+        match (&self.inner.authorizer, request) {
+            (None, _) => Ok(()),
+            (Some(authorize), Some(request)) => {
+                authorize(Arc::clone(request), stream.clone()).await
+            }
+            (Some(_), None) => Err("the request that opened the connection was not kept".into()),
         }
+    }
+
+    /// Whether subscriptions are checked by an authorization callback (which needs the
+    /// request that opened each connection).
+    pub(crate) fn authorizes(&self) -> bool {
+        self.inner.authorizer.is_some()
     }
 
     pub(crate) fn count_suppressed(&self) {

@@ -41,41 +41,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     {
         println!("Jobs running at {url} (start a job and watch it; Ctrl-C stops)");
     }
-    let live = turbo.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            stop_requested().await;
-            tracing::info!("stopping: closing live connections");
-            // Open pages are told to reconnect; they resume (or refresh) against the
-            // next server.
-            live.shutdown(std::time::Duration::from_secs(5)).await;
-        })
-        .await?;
+    turbo_model::web::serve(listener, app, &turbo, std::time::Duration::from_secs(5)).await?;
     tracing::info!("jobs stopped");
     Ok(())
-}
-
-/// Ctrl-C, or SIGTERM from a process manager.
-async fn stop_requested() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }

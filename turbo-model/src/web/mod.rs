@@ -60,8 +60,9 @@ use crate::turbo::Turbo;
 /// The client element, served at `{path}/client.js`.
 pub const CLIENT_JS: &str = include_str!("client.js");
 
-/// tungstenite's read buffer per connection.
-const READ_BUFFER: usize = 4 * 1024;
+/// tungstenite's read buffer per connection: allocated up front, and zeroed on every
+/// read. Clients send small requests; larger ones (up to 64 KiB) still arrive whole.
+const READ_BUFFER: usize = 1024;
 /// Bytes a connection may have waiting in tungstenite's write buffer before a write
 /// fails; a stalled client is closed long before this by its queue limit.
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
@@ -114,7 +115,11 @@ async fn upgrade(
     if let Some(refused) = refusal(&turbo, &request.headers) {
         return refused;
     }
-    let request = std::sync::Arc::new(request);
+    // hyper's header values and URI are slices of its read buffer (16 KiB): a kept
+    // request keeps it alive. Keep a compact copy, and only for an authorization callback.
+    let request = turbo
+        .authorizes()
+        .then(|| std::sync::Arc::new(compact(&request)));
     upgrade
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
@@ -122,6 +127,25 @@ async fn upgrade(
         .max_message_size(protocol::MAX_INBOUND_BYTES)
         .max_frame_size(protocol::MAX_INBOUND_BYTES)
         .on_upgrade(move |socket| socket::serve(turbo, socket, request))
+}
+
+/// A copy of the request's parts that owns its bytes (see [`upgrade`]).
+fn compact(request: &axum::http::request::Parts) -> axum::http::request::Parts {
+    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+    parts.method = request.method.clone();
+    parts.version = request.version;
+    parts.uri = request
+        .uri
+        .to_string()
+        .parse()
+        .unwrap_or_else(|_| request.uri.clone());
+    for (name, value) in &request.headers {
+        if let Ok(value) = axum::http::HeaderValue::from_bytes(value.as_bytes()) {
+            parts.headers.append(name.clone(), value);
+        }
+    }
+    parts.extensions = request.extensions.clone();
+    parts
 }
 
 /// Subscribes `connection` to `stream`, resuming after `since`; when the hub hands the
@@ -150,6 +174,62 @@ pub(crate) async fn subscribe(
             connection.unsubscribe(stream);
             Err(error)
         }
+    }
+}
+
+/// Serves `app` on `listener` until Ctrl-C or SIGTERM, then stops gracefully: the open
+/// stream connections flush what they have queued and are told to reconnect (to this
+/// process when it is back, or to another), within `grace` (see [`Turbo::shutdown`]);
+/// then the HTTP server waits for the requests in flight.
+///
+/// ```no_run
+/// # async fn run(app: axum::Router, turbo: turbo_model::Turbo) -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// turbo_model::web::serve(listener, app, &turbo, std::time::Duration::from_secs(5)).await
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// The HTTP server's I/O error.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    turbo: &Turbo,
+    grace: std::time::Duration,
+) -> std::io::Result<()> {
+    let turbo = turbo.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stop_requested().await;
+            tracing::info!("stopping: closing live connections");
+            turbo.shutdown(grace).await;
+        })
+        .await
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM from a process manager.
+pub async fn stop_requested() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
     }
 }
 

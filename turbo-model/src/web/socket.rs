@@ -1,15 +1,17 @@
 //! One WebSocket connection: requests in, frames out, heartbeats both ways, until either
 //! side stops, the hub kicks it, or the server shuts down.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::request::Parts;
-
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
+use axum::http::request::Parts;
+use futures_util::SinkExt;
 
 use super::protocol::{self, ErrorCode, Inbound, Reply};
-use crate::hub::{Connection, KickSignal, Position};
+use crate::hub::{Connection, Position};
 use crate::turbo::Turbo;
 
 /// Close code for a client that stopped answering heartbeats.
@@ -18,6 +20,8 @@ const HEARTBEAT_TIMEOUT: u16 = 4000;
 const MAX_REFUSED_IN_A_ROW: u32 = 100;
 /// How long a shutting-down connection may spend flushing its queue.
 const FLUSH_FOR: Duration = Duration::from_secs(2);
+/// Queued frames written together, before the socket is read again.
+const BATCH: usize = 64;
 
 /// Why the loop stopped, and what to tell the client.
 enum Stop {
@@ -35,7 +39,7 @@ fn close(code: u16, reason: &'static str) -> Stop {
 }
 
 /// Serves one upgraded socket.
-pub(crate) async fn serve(turbo: Turbo, mut socket: WebSocket, request: Arc<Parts>) {
+pub(crate) async fn serve(turbo: Turbo, mut socket: WebSocket, request: Option<Arc<Parts>>) {
     let mut connection = turbo.hub().connect();
     let kick = connection.kick_signal();
     let mut shutdown = turbo.shutdown_signal();
@@ -54,9 +58,11 @@ pub(crate) async fn serve(turbo: Turbo, mut socket: WebSocket, request: Arc<Part
         limiter: RateLimiter::new(turbo.settings().inbound_rate),
         refused_in_a_row: 0,
     };
-    let stop = match write(&mut socket, &kick, text(hello.to_json())).await {
+    let kicked = kick.kicked();
+    tokio::pin!(kicked);
+    let stop = match write_all(&mut socket, kicked.as_mut(), vec![text(hello.to_json())]).await {
         Err(stop) => stop,
-        Ok(()) => run(&mut socket, &mut state, &kick, &mut shutdown, heartbeat).await,
+        Ok(()) => run(&mut socket, &mut state, kicked, &mut shutdown, heartbeat).await,
     };
     if let Stop::Close(frame) = stop {
         let _ = socket.send(Message::Close(Some(frame))).await;
@@ -66,7 +72,8 @@ pub(crate) async fn serve(turbo: Turbo, mut socket: WebSocket, request: Arc<Part
 
 struct State<'a> {
     turbo: &'a Turbo,
-    request: Arc<Parts>,
+    /// The request that opened the connection, kept only for an authorization callback.
+    request: Option<Arc<Parts>>,
     connection: &'a mut Connection,
     limiter: RateLimiter,
     refused_in_a_row: u32,
@@ -75,18 +82,20 @@ struct State<'a> {
 async fn run(
     socket: &mut WebSocket,
     state: &mut State<'_>,
-    kick: &KickSignal,
+    mut kicked: Pin<&mut impl Future<Output = ()>>,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
     heartbeat: Duration,
 ) -> Stop {
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut last_heard = Instant::now();
+    let closing = super::closing(shutdown);
+    tokio::pin!(closing);
     loop {
         let outbound: Vec<Utf8Bytes> = tokio::select! {
             biased;
-            () = kick.kicked() => return close(close_code::AGAIN, "too slow to keep up; reconnect"),
-            () = super::closing(shutdown) => {
-                return flush_for_shutdown(socket, state.connection, kick).await;
+            () = &mut kicked => return close(close_code::AGAIN, "too slow to keep up; reconnect"),
+            () = &mut closing => {
+                return flush_for_shutdown(socket, state.connection, kicked).await;
             }
             inbound = socket.recv() => {
                 last_heard = Instant::now();
@@ -106,7 +115,17 @@ async fn run(
                 }
             }
             frame = state.connection.next_frame() => match frame {
-                Some(frame) => vec![frame.json().clone()],
+                // What else is queued goes out with it, before the socket is read again.
+                Some(frame) => {
+                    let mut batch = vec![frame.json().clone()];
+                    while batch.len() < BATCH {
+                        match state.connection.try_next_frame() {
+                            Some(frame) => batch.push(frame.json().clone()),
+                            None => break,
+                        }
+                    }
+                    batch
+                }
                 None => return Stop::Gone,
             },
             _ = ticker.tick() => {
@@ -117,21 +136,32 @@ async fn run(
                 vec![Utf8Bytes::from(Reply::Ping.to_json())]
             }
         };
-        for message in outbound {
-            if let Err(stop) = write(socket, kick, message).await {
-                return stop;
-            }
+        if let Err(stop) = write_all(socket, kicked.as_mut(), outbound).await {
+            return stop;
         }
     }
 }
 
-/// Writes one text frame, unless the hub kicks the connection first: a stalled write
-/// must not hold a slow client's resources forever.
-async fn write(socket: &mut WebSocket, kick: &KickSignal, message: Utf8Bytes) -> Result<(), Stop> {
+/// Writes text frames and flushes once, unless the hub kicks the connection first: a
+/// stalled write must not hold a slow client's resources forever.
+async fn write_all(
+    socket: &mut WebSocket,
+    kicked: Pin<&mut impl Future<Output = ()>>,
+    messages: Vec<Utf8Bytes>,
+) -> Result<(), Stop> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let send = async {
+        for message in messages {
+            socket.feed(Message::Text(message)).await?;
+        }
+        socket.flush().await
+    };
     tokio::select! {
         biased;
-        () = kick.kicked() => Err(close(close_code::AGAIN, "too slow to keep up; reconnect")),
-        sent = socket.send(Message::Text(message)) => sent.map_err(|_| Stop::Gone),
+        () = kicked => Err(close(close_code::AGAIN, "too slow to keep up; reconnect")),
+        sent = send => sent.map_err(|_| Stop::Gone),
     }
 }
 
@@ -139,16 +169,16 @@ async fn write(socket: &mut WebSocket, kick: &KickSignal, message: Utf8Bytes) ->
 async fn flush_for_shutdown(
     socket: &mut WebSocket,
     connection: &mut Connection,
-    kick: &KickSignal,
+    mut kicked: Pin<&mut impl Future<Output = ()>>,
 ) -> Stop {
-    let deadline = Instant::now() + FLUSH_FOR;
+    let mut queued = Vec::new();
     while let Some(frame) = connection.try_next_frame() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, write(socket, kick, frame.json().clone())).await {
-            Ok(Ok(())) => {}
-            Ok(Err(stop)) => return stop,
-            Err(_) => break,
-        }
+        queued.push(frame.json().clone());
+    }
+    if let Ok(Err(stop)) =
+        tokio::time::timeout(FLUSH_FOR, write_all(socket, kicked.as_mut(), queued)).await
+    {
+        return stop;
     }
     close(close_code::RESTART, "server restarting; reconnect")
 }
@@ -261,7 +291,7 @@ impl State<'_> {
                 Some(&token),
             ));
         }
-        if let Err(reason) = self.turbo.authorize(&self.request, &stream).await {
+        if let Err(reason) = self.turbo.authorize(self.request.as_ref(), &stream).await {
             tracing::info!(
                 connection = self.connection.id().get(),
                 %stream,

@@ -62,7 +62,7 @@ pub(crate) async fn events(
         }
     };
     let request = std::sync::Arc::new(request);
-    if let Err(reason) = turbo.authorize(&request, &stream).await {
+    if let Err(reason) = turbo.authorize(Some(&request), &stream).await {
         tracing::info!(%stream, %reason, "SSE subscription refused by the application");
         return (
             StatusCode::FORBIDDEN,
