@@ -231,6 +231,7 @@
 
 mod action;
 mod backend;
+mod builder;
 mod dispatch;
 mod error;
 mod glue;
@@ -250,6 +251,7 @@ pub use action::{Action, Broadcast, Content, Method, Target};
 #[cfg(feature = "redis")]
 pub use backend::Redis;
 pub use backend::{Backend, BoxFuture, InProcess, Publication, Resume};
+pub use builder::{Builder, DEFAULT_HEARTBEAT, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_PATH, REDIS_ENV};
 pub use dispatch::{RequestContext, is_suppressed, request_context, suppress, suppress_sync};
 pub use error::{Error, Result};
 pub use hooks::{HookErrors, ModelStream, Saved, deleted, saved};
@@ -260,10 +262,7 @@ pub use signing::{MAX_TOKEN_LEN, MIN_SECRET_LEN, Signer, TokenError};
 pub use stream::{MAX_STREAM_NAME_LEN, Stream, StreamName, row_stream_name, stream};
 pub use tera::{Context, context};
 pub use transaction::{Db, Transaction};
-pub use turbo::{
-    Builder, DEFAULT_HEARTBEAT, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_PATH, REDIS_ENV, SECRET_ENV,
-    Turbo,
-};
+pub use turbo::{SECRET_ENV, Turbo};
 pub use turbo_model_derive::{ModelStream, active_model_behavior};
 
 /// Registers a hook (a value of a type implementing [`ModelStream`]) for its entity.

@@ -1,0 +1,334 @@
+//! [`Builder`]: how a [`Turbo`] is configured and made.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::request::Parts;
+
+use crate::backend::{Backend, InProcess};
+use crate::dispatch::Debouncer;
+use crate::error::{Error, Result};
+use crate::hooks::HookErrors;
+use crate::hub::{Hub, HubSettings};
+use crate::metrics::Metrics;
+use crate::signing::Signer;
+use crate::stream::StreamName;
+use crate::templates::{self, Endpoints, Templates};
+use crate::turbo::{Authorizer, GLOBAL, Inner, SECRET_ENV, Settings, Turbo};
+use crate::web::AllowedOrigins;
+use crate::web::socket::InboundRate;
+
+/// Configures a [`Turbo`]: templates, secret, limits.
+#[derive(Default)]
+#[must_use = "call `.build()` or `.install()` to get a `Turbo`"]
+pub struct Builder {
+    dirs: Vec<PathBuf>,
+    sources: Vec<(String, String)>,
+    secret: Option<Vec<u8>>,
+    hook_errors: HookErrors,
+    path: Option<String>,
+    hub: HubSettings,
+    max_subscriptions: Option<usize>,
+    heartbeat: Option<Duration>,
+    inbound_rate: InboundRate,
+    origins: AllowedOrigins,
+    refresh_debounce: Option<Duration>,
+    authorizer: Option<Authorizer>,
+    backend: Option<Arc<dyn Backend>>,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("dirs", &self.dirs)
+            .field("templates", &self.sources.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Default limit on streams per connection.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 100;
+/// Default mount point of the router.
+pub const DEFAULT_PATH: &str = "/turbo-model";
+/// Default interval of heartbeats on stream connections.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(25);
+
+impl Builder {
+    /// Loads every template below `dir` (see [the naming rule](crate#templates)).
+    /// May be called more than once.
+    pub fn templates(mut self, dir: impl AsRef<Path>) -> Self {
+        self.dirs.push(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Adds one template from a string, e.g. one embedded with `include_str!`.
+    pub fn template(mut self, name: impl Into<String>, source: impl Into<String>) -> Self {
+        self.sources.push((name.into(), source.into()));
+        self
+    }
+
+    /// The key that signs stream names (at least 32 bytes). Without it, the key comes
+    /// from `TURBO_MODEL_SECRET`, or else is random (development only: a warning is
+    /// logged, and pages must be reloaded after a restart).
+    pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.secret = Some(secret.as_ref().to_vec());
+        self
+    }
+
+    /// What a failing hook does to the database write; default [`HookErrors::Log`].
+    pub fn hook_errors(mut self, policy: HookErrors) -> Self {
+        self.hook_errors = policy;
+        self
+    }
+
+    /// Where [`Turbo::router`] mounts its endpoints; default `/turbo-model`.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// What a connection may have queued before it is closed as too slow (and
+    /// reconnects and resumes); default 256 frames or 1 MiB, whichever comes first.
+    pub fn queue(mut self, frames: usize, bytes: usize) -> Self {
+        self.hub.queue_frames = frames;
+        self.hub.queue_bytes = bytes;
+        self
+    }
+
+    /// How much each stream keeps for clients that reconnect: the last `frames`
+    /// broadcasts, none older than `age`; default 100 frames, 5 minutes. A client away
+    /// for longer, or that missed more, gets a gap signal and its page refreshes.
+    pub fn history(mut self, frames: usize, age: Duration) -> Self {
+        self.hub.history_len = frames;
+        self.hub.history_age = age;
+        self
+    }
+
+    /// How often stream connections exchange heartbeats; a side that hears nothing for
+    /// two intervals drops the connection. Default 25 seconds.
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = Some(every);
+        self
+    }
+
+    /// Requests per second a WebSocket client may send, and the burst allowed; default
+    /// 20 per second, bursts of 120. Requests over the limit get a `rate_limited` error.
+    /// Keep the burst above [`max_subscriptions`](Self::max_subscriptions): a reconnecting
+    /// page subscribes to all of its streams at once.
+    pub fn inbound_rate(mut self, per_second: u32, burst: u32) -> Self {
+        self.inbound_rate = InboundRate {
+            per_second: per_second.max(1),
+            burst: burst.max(1),
+        };
+        self
+    }
+
+    /// How long `refresh` broadcasts wait for more refreshes of the same stream: a burst
+    /// of saves gives one refresh. Default 500 ms.
+    pub fn refresh_debounce(mut self, window: Duration) -> Self {
+        self.refresh_debounce = Some(window);
+        self
+    }
+
+    /// Decides, per subscription, whether a stream connection may subscribe to a stream.
+    /// It gets the parts of the request that opened the connection (cookies, headers,
+    /// and extensions such as a logged-in user put there by a layer of the application's
+    /// router) and the stream's name; `Err` holds the reason, which the client is told
+    /// (error code `forbidden`, or 403 for SSE) and which is logged.
+    ///
+    /// A signed token proves that this server rendered the stream name into some page,
+    /// not that this user may read it; use this for streams that are not public.
+    ///
+    /// The request is the one that opened the WebSocket, so its cookies are those of
+    /// that moment. A page that signs in without a full reload keeps its socket; on a
+    /// refusal the client element reconnects once, with the current cookies, and asks
+    /// again before it gives up.
+    ///
+    /// ```no_run
+    /// # fn f() -> turbo_model::Result<()> {
+    /// let turbo = turbo_model::Turbo::builder()
+    ///     .authorize(|request, stream| async move {
+    ///         let admin = request
+    ///             .headers
+    ///             .get("cookie")
+    ///             .and_then(|c| c.to_str().ok())
+    ///             .is_some_and(|c| c.contains("role=admin"));
+    ///         if stream.as_str().starts_with("admin:") && !admin {
+    ///             return Err("admins only".to_owned());
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .install()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn authorize<F, Fut>(mut self, authorize: F) -> Self
+    where
+        F: Fn(Arc<Parts>, StreamName) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.authorizer = Some(Arc::new(move |request, stream| {
+            Box::pin(authorize(request, stream))
+        }));
+        self
+    }
+
+    /// Which sites' pages may open stream connections; default
+    /// [`AllowedOrigins::SameHost`].
+    pub fn allowed_origins(mut self, origins: AllowedOrigins) -> Self {
+        self.origins = origins;
+        self
+    }
+
+    /// Streams one connection may subscribe to; default 100.
+    pub fn max_subscriptions(mut self, streams: usize) -> Self {
+        self.max_subscriptions = Some(streams);
+        self
+    }
+
+    /// The delivery backend; default [`InProcess`].
+    pub fn backend(mut self, backend: impl Backend) -> Self {
+        self.backend = Some(Arc::new(backend));
+        self
+    }
+
+    /// Builds the [`Turbo`] without installing it (tests, or several in one process).
+    /// Hooks and [`Broadcast::send`](crate::Broadcast::send) use the installed one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TemplateDir`], [`Error::Template`] for a template that does not parse
+    /// (naming it and the line), [`Error::InvalidSecret`].
+    pub fn build(self) -> Result<Turbo> {
+        let signer = match (&self.secret, std::env::var(SECRET_ENV)) {
+            (Some(secret), _) => Signer::new(secret)?,
+            (None, Ok(secret)) => Signer::new(secret.as_bytes())?,
+            (None, Err(_)) => {
+                tracing::warn!(
+                    "{SECRET_ENV} is not set: signing stream names with a random key; \
+                     open pages must reload after a restart. Set it in production."
+                );
+                Signer::random()
+            }
+        };
+        let path = normalize_path(self.path.as_deref().unwrap_or(DEFAULT_PATH));
+        let mut sources = Vec::new();
+        for dir in &self.dirs {
+            sources.extend(templates::read_dir(dir)?);
+        }
+        sources.extend(self.sources);
+        let metrics = Arc::new(Metrics::default());
+        let endpoints = Endpoints {
+            socket: format!("{path}/ws"),
+            events: format!("{path}/sse"),
+            client: format!("{path}/client.js"),
+        };
+        let hub = Arc::new(Hub::new(self.hub, metrics.clone()));
+        let backend = match self.backend {
+            Some(backend) => backend,
+            None => default_backend()?,
+        };
+        let templates = Templates::build(
+            sources,
+            signer.clone(),
+            endpoints,
+            Arc::clone(&hub),
+            Arc::clone(&backend),
+            metrics.clone(),
+        )?;
+        let settings = Settings {
+            hook_errors: self.hook_errors,
+            max_subscriptions: self.max_subscriptions.unwrap_or(DEFAULT_MAX_SUBSCRIPTIONS),
+            heartbeat: self
+                .heartbeat
+                .unwrap_or(DEFAULT_HEARTBEAT)
+                .max(Duration::from_millis(10)),
+            inbound_rate: self.inbound_rate,
+            origins: self.origins,
+            refresh_debounce: self.refresh_debounce.unwrap_or(Duration::from_millis(500)),
+            path,
+        };
+        backend.start(Arc::clone(&hub))?;
+        Ok(Turbo {
+            inner: Arc::new(Inner {
+                templates,
+                signer,
+                hub,
+                backend,
+                metrics,
+                settings,
+                shutdown: tokio::sync::watch::Sender::new(false),
+                debouncer: Debouncer::default(),
+                authorizer: self.authorizer,
+            }),
+        })
+    }
+
+    /// Builds and installs the [`Turbo`] for this process; returns a handle to it.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), and [`Error::AlreadyInstalled`] on a second call.
+    pub fn install(self) -> Result<Turbo> {
+        if GLOBAL.get().is_some() {
+            return Err(Error::AlreadyInstalled);
+        }
+        let turbo = self.build()?;
+        GLOBAL
+            .set(turbo.clone())
+            .map_err(|_| Error::AlreadyInstalled)?;
+        Ok(turbo)
+    }
+}
+
+/// The environment variable naming a Redis server to use as the backend (with the
+/// `redis` feature).
+pub const REDIS_ENV: &str = "TURBO_MODEL_REDIS_URL";
+
+/// [`InProcess`], or Redis when `TURBO_MODEL_REDIS_URL` is set and the `redis` feature on.
+fn default_backend() -> Result<Arc<dyn Backend>> {
+    #[cfg(feature = "redis")]
+    if let Ok(url) = std::env::var(REDIS_ENV) {
+        return Ok(Arc::new(crate::backend::Redis::new(&url)?));
+    }
+    #[cfg(not(feature = "redis"))]
+    if std::env::var_os(REDIS_ENV).is_some() {
+        tracing::warn!(
+            "{REDIS_ENV} is set but turbo-model was built without its `redis` feature: \
+             broadcasts stay in this process"
+        );
+    }
+    Ok(Arc::new(InProcess))
+}
+
+/// `/turbo-model/` and `turbo-model` both become `/turbo-model`; `/` becomes ``.
+fn normalize_path(path: &str) -> String {
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalized() {
+        assert_eq!(normalize_path("/turbo-model/"), "/turbo-model");
+        assert_eq!(normalize_path("live"), "/live");
+        assert_eq!(normalize_path("/"), "");
+    }
+
+    #[test]
+    fn a_short_secret_fails_the_build() {
+        let err = Turbo::builder()
+            .secret("short")
+            .build()
+            .expect_err("refused");
+        assert!(matches!(err, Error::InvalidSecret(_)), "{err}");
+    }
+}
