@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 use turbo_model_tests::browser::{Browser, BrowserError};
 use turbo_model_tests::chat_page::{
@@ -267,6 +268,71 @@ async fn refreshes_after_a_gap() -> Result<(), BrowserError> {
     assert_eq!(chat.post_message(room, "and live after").await, 303);
     page.wait_for_text(MESSAGE_TEXTS, "and live after", STEP)
         .await?;
+    page.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_waits_until_the_pages_own_form_submission_ends() -> Result<(), BrowserError> {
+    tokio::time::timeout(WHOLE_TEST, refresh_waits_for_submission())
+        .await
+        .unwrap_or_else(|_| panic!("the browser test took longer than {WHOLE_TEST:?}"))
+}
+
+/// Turbo starts a refresh as a visit, and a visit aborts the page's form submission in
+/// flight: the client holds refreshes until the submission ends.
+async fn refresh_waits_for_submission() -> Result<(), BrowserError> {
+    let chat = ChatServer::start().await;
+    let room = chat.create_room("Before").await;
+    let browser = Browser::start().await?;
+    let page = browser.open_page().await?;
+    page.show_on_failure("h1");
+    page.goto(&format!("{}/rooms/{room}/", chat.base_url))
+        .await?;
+    page.wait_for(SUBSCRIBED, STEP).await?;
+    let seq = "[...document.querySelector('turbo-model-stream-source')
+                   .connection.positions.values()][0].seq";
+    let before = page.execute(&format!("return {seq}"), vec![]).await?;
+
+    // The page is submitting a form (as Turbo announces it) when a refresh arrives.
+    page.execute(
+        "window.__submission = {};
+         document.dispatchEvent(new CustomEvent('turbo:submit-start',
+             { detail: { formSubmission: window.__submission } }));",
+        vec![],
+    )
+    .await?;
+    chat.db
+        .execute_unprepared(&format!("UPDATE room SET name = 'After' WHERE id = {room}"))
+        .await
+        .expect("rename the room without hooks");
+    turbo_model_tests::server::turbo()
+        .publish(
+            &format!("room:{room}"),
+            r#"<turbo-stream action="refresh"></turbo-stream>"#.to_owned(),
+        )
+        .expect("publish");
+    page.wait_until(
+        "the refresh frame to reach the page",
+        &format!("return {seq} === arguments[0] + 1"),
+        vec![before],
+        STEP,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        page.text_of("h1").await?,
+        "Before",
+        "no refresh while the form is being submitted"
+    );
+
+    page.execute(
+        "document.dispatchEvent(new CustomEvent('turbo:submit-end',
+             { detail: { formSubmission: window.__submission, success: true } }));",
+        vec![],
+    )
+    .await?;
+    page.wait_for_text("h1", "After", STEP).await?;
     page.close().await?;
     Ok(())
 }

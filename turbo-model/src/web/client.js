@@ -20,6 +20,11 @@
 //
 // Turbo's requests from this page carry the connection's token (X-Turbo-Model-Connection)
 // so that the server can leave this page out of the broadcasts it already answers with.
+//
+// A page refresh (a `refresh` frame, or the one after a gap) waits while this page is
+// submitting a form: Turbo would start a visit that aborts the submission, and the
+// user's own change could be lost. It runs when the submission ends; when the response
+// redirects, Turbo's visit to the new page already shows the latest state.
 
 const MIN_DELAY_MS = 250;
 const MAX_DELAY_MS = 10000;
@@ -30,6 +35,40 @@ const RELEASE_MS = 1000;
 const IDLE_CLOSE_MS = 2000;
 
 const connections = new Map();
+
+// Form submissions in flight on this page, and the refreshes waiting for them to end.
+const submissions = new Set();
+const heldRefreshes = [];
+
+function afterSubmissions(run) {
+  if (submissions.size > 0) heldRefreshes.push(run);
+  else run();
+}
+
+function releaseRefreshes() {
+  // After the submission's own handling, so that a redirect's visit has begun.
+  setTimeout(() => {
+    if (submissions.size > 0) return;
+    for (const run of heldRefreshes.splice(0)) run();
+  }, 0);
+}
+
+function isRefresh(html) {
+  return /^\s*<turbo-stream action="refresh"[\s>]/.test(html);
+}
+
+document.addEventListener("turbo:submit-start", (event) => {
+  submissions.add(event.detail.formSubmission);
+});
+document.addEventListener("turbo:submit-end", (event) => {
+  submissions.delete(event.detail.formSubmission);
+  releaseRefreshes();
+});
+// A finished visit means no submission of this page is still pending.
+document.addEventListener("turbo:load", () => {
+  submissions.clear();
+  releaseRefreshes();
+});
 
 class Connection {
   constructor(url) {
@@ -276,11 +315,13 @@ class Connection {
       if (!element.dispatchEvent(event)) refresh = false;
     }
     if (!refresh) return;
-    if (window.Turbo) {
-      window.Turbo.visit(window.location.href, { action: "replace" });
-    } else {
-      window.location.reload();
-    }
+    afterSubmissions(() => {
+      if (window.Turbo) {
+        window.Turbo.visit(window.location.href, { action: "replace" });
+      } else {
+        window.location.reload();
+      }
+    });
   }
 
   refreshConnected() {
@@ -361,6 +402,10 @@ class TurboModelStreamSource extends HTMLElement {
   }
 
   receive(html) {
+    if (isRefresh(html) && submissions.size > 0) {
+      heldRefreshes.push(() => this.receive(html));
+      return;
+    }
     if (this.turboConnected) this.dispatch(html);
     else this.pending.push(html);
   }
