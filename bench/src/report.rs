@@ -1,5 +1,5 @@
-//! What a scenario reports: one [`Measurement`] per server, the ratios and targets
-//! between them, as JSON and as a Markdown table.
+//! What a scenario reports: one [`Measurement`] per deployment, the ratios and targets
+//! to the baseline, as JSON and as a Markdown table.
 
 use std::fmt::Write as _;
 
@@ -120,58 +120,77 @@ impl Scenario {
     }
 }
 
-/// The JSON object of one scenario: both servers, the ratios, the targets.
+/// One deployment's result in one scenario: its measurement, or why it failed.
+pub type Measured = Result<Measurement, String>;
+
+/// The JSON object of one scenario: each deployment, the ratios to the baseline, the
+/// targets. `redis` is the chat as two processes on one Redis, when it was measured.
 pub fn scenario_json(
     scenario: &Scenario,
-    ours: &Result<Measurement, String>,
-    baseline: &Result<Measurement, String>,
+    ours: &Measured,
+    redis: Option<&Measured>,
+    baseline: &Measured,
 ) -> Value {
-    let server = |m: &Result<Measurement, String>| match m {
-        Ok(m) => serde_json::to_value(m).unwrap_or(Value::Null),
+    let server = |m: &Measured| match m {
+        Ok(m) => {
+            let mut value = serde_json::to_value(m).unwrap_or(Value::Null);
+            if let Value::Object(fields) = &mut value {
+                fields.insert(
+                    "renders_per_broadcast".into(),
+                    json!(
+                        "not measured here: the chat does not expose its counters over \
+                         HTTP; tests/render_once.rs asserts one render per broadcast"
+                    ),
+                );
+            }
+            value
+        }
         Err(error) => json!({ "error": error }),
     };
-    let mut ours_json = server(ours);
-    if let Value::Object(fields) = &mut ours_json {
-        fields.insert(
-            "renders_per_broadcast".into(),
-            json!(
-                "not measured here: the chat does not expose its counters over HTTP; \
-                   tests/render_once.rs asserts one render per broadcast"
-            ),
-        );
-    }
-    let (p99_ratio, deliveries_ratio) = ratios(ours, baseline);
-    let rss = ours.as_ref().ok().map(|m| m.rss_kb.per_idle_subscriber);
+    let verdicts = |m: &Measured| {
+        let (p99_ratio, deliveries_ratio) = ratios(m, baseline);
+        let rss = m.as_ref().ok().map(|m| m.rss_kb.per_idle_subscriber);
+        json!({
+            "ratios": {
+                "p99_latency": p99_ratio,
+                "deliveries_per_s": deliveries_ratio,
+            },
+            "targets": {
+                "p99_at_most_1.5x_baseline": p99_ratio.map(|r| r <= target::P99_RATIO),
+                "deliveries_per_s_at_least_80pct_of_baseline":
+                    deliveries_ratio.map(|r| r >= target::DELIVERIES_SHARE),
+                "rss_per_idle_subscriber_at_most_8kb":
+                    rss.map(|kb| kb <= target::RSS_PER_SUBSCRIBER_KB),
+            },
+        })
+    };
+    let ours_verdicts = verdicts(ours);
     json!({
         "scenario": scenario.name,
         "title": scenario.title(),
         "subscribers": scenario.subscribers,
         "messages": scenario.messages,
         "rate_per_s": scenario.rate,
-        "turbo_model": ours_json,
+        "turbo_model": server(ours),
         "baseline": server(baseline),
-        "ratios": {
-            "p99_latency": p99_ratio,
-            "deliveries_per_s": deliveries_ratio,
-        },
-        "targets": {
-            "p99_at_most_1.5x_baseline": p99_ratio.map(|r| r <= target::P99_RATIO),
-            "deliveries_per_s_at_least_80pct_of_baseline":
-                deliveries_ratio.map(|r| r >= target::DELIVERIES_SHARE),
-            "rss_per_idle_subscriber_at_most_8kb":
-                rss.map(|kb| kb <= target::RSS_PER_SUBSCRIBER_KB),
-            "one_render_per_broadcast": "not measured here (see renders_per_broadcast)",
-        },
-        "redis": "not yet available: turbo-model has no Redis backend yet, so the \
-                  two-processes-on-Redis scenario is not run",
+        "ratios": ours_verdicts["ratios"],
+        "targets": ours_verdicts["targets"],
+        "turbo_model_on_redis": redis.map_or_else(
+            || json!("not run (--no-redis)"),
+            |redis| {
+                let mut value = verdicts(redis);
+                value["servers"] = json!("two chat processes and one Redis; \
+                    subscribers split between them, messages posted to the first; memory and \
+                    CPU summed over all three");
+                value["measurement"] = server(redis);
+                value
+            },
+        ),
     })
 }
 
 /// turbo-model's p99 latency and deliveries per second over the baseline's.
-pub fn ratios(
-    ours: &Result<Measurement, String>,
-    baseline: &Result<Measurement, String>,
-) -> (Option<f64>, Option<f64>) {
+pub fn ratios(ours: &Measured, baseline: &Measured) -> (Option<f64>, Option<f64>) {
     match (ours, baseline) {
         (Ok(ours), Ok(baseline)) => (
             ratio(ours.latency_ms.p99_ms, baseline.latency_ms.p99_ms),
@@ -181,96 +200,127 @@ pub fn ratios(
     }
 }
 
-/// The scenario as a Markdown table, for BENCHMARKS.md.
+/// A table row: its name, the cell of one deployment, its ratio to the baseline.
+type Row = (&'static str, fn(&Measurement) -> String, Versus);
+
+/// Which ratio to the baseline a table row shows.
+#[derive(Clone, Copy)]
+enum Versus {
+    None,
+    P99,
+    Deliveries,
+}
+
+/// The scenario as a Markdown table, for BENCHMARKS.md: one column per deployment that
+/// was measured, each followed by its ratio to the baseline.
 pub fn markdown(
     scenario: &Scenario,
-    ours: &Result<Measurement, String>,
-    baseline: &Result<Measurement, String>,
+    ours: &Measured,
+    redis: Option<&Measured>,
+    baseline: &Measured,
 ) -> String {
     let mut out = format!("### {}\n\n", scenario.title());
-    let (p99_ratio, deliveries_ratio) = ratios(ours, baseline);
-    let (ours, baseline) = match (ours, baseline) {
-        (Ok(ours), Ok(baseline)) => (ours, baseline),
-        (ours, baseline) => {
-            for (name, m) in [("turbo-model", ours), ("baseline", baseline)] {
-                if let Err(error) = m {
-                    let _ = writeln!(out, "{name} failed: {error}\n");
-                }
-            }
-            return out;
+    let mut columns = vec![("turbo-model", ours)];
+    columns.extend(redis.map(|redis| ("turbo-model, 2 processes on Redis", redis)));
+    for (name, m) in columns.iter().chain([&("baseline", baseline)]) {
+        if let Err(error) = m {
+            let _ = writeln!(out, "{name} failed: {error}\n");
         }
+    }
+    let Ok(base) = baseline else {
+        return out;
     };
-    let both = |f: &dyn Fn(&Measurement) -> String| [f(ours), f(baseline)];
-    let rows: Vec<(&str, [String; 2], String)> = vec![
+    let measured: Vec<(&str, &Measurement)> = columns
+        .iter()
+        .filter_map(|(name, m)| m.as_ref().ok().map(|m| (*name, m)))
+        .collect();
+    let rows: Vec<Row> = vec![
         (
             "subscribed",
-            both(&|m| format!("{} / {}", thousands(m.connected), thousands(m.subscribers))),
-            String::new(),
+            (|m| format!("{} / {}", thousands(m.connected), thousands(m.subscribers))),
+            Versus::None,
         ),
         (
             "delivered / expected",
-            both(&|m| format!("{} / {}", thousands(m.delivered), thousands(m.expected))),
-            String::new(),
+            (|m| format!("{} / {}", thousands(m.delivered), thousands(m.expected))),
+            Versus::None,
         ),
         (
             "latency p50 (ms)",
-            both(&|m| fixed(m.latency_ms.p50_ms)),
-            String::new(),
+            (|m| fixed(m.latency_ms.p50_ms)),
+            Versus::None,
         ),
         (
             "latency p99 (ms)",
-            both(&|m| fixed(m.latency_ms.p99_ms)),
-            p99_ratio.map_or_else(String::new, |r| format!("**{r:.2}×**")),
+            (|m| fixed(m.latency_ms.p99_ms)),
+            Versus::P99,
         ),
         (
             "latency max (ms)",
-            both(&|m| fixed(m.latency_ms.max_ms)),
-            String::new(),
+            (|m| fixed(m.latency_ms.max_ms)),
+            Versus::None,
         ),
         (
             "deliveries/s",
-            both(&|m| thousands(m.deliveries_per_s.round() as usize)),
-            deliveries_ratio.map_or_else(String::new, |r| format!("**{:.0} %**", r * 100.0)),
+            (|m| thousands(m.deliveries_per_s.round() as usize)),
+            Versus::Deliveries,
         ),
         (
             "RSS per idle subscriber (kB)",
-            both(&|m| format!("{:.1}", m.rss_kb.per_idle_subscriber)),
-            String::new(),
+            (|m| format!("{:.1}", m.rss_kb.per_idle_subscriber)),
+            Versus::None,
         ),
         (
             "server CPU s: connect / publish",
-            both(&|m| {
+            (|m| {
                 format!(
                     "{:.2} / {:.2}",
                     m.server_cpu_s.connect, m.server_cpu_s.publish
                 )
             }),
-            String::new(),
+            Versus::None,
         ),
         (
             "server CPU µs per delivery",
-            both(&|m| format!("{:.1}", m.server_cpu_us_per_delivery)),
-            String::new(),
+            (|m| format!("{:.1}", m.server_cpu_us_per_delivery)),
+            Versus::None,
         ),
         (
             "load generator CPU s: publish",
-            both(&|m| format!("{:.2}", m.load_generator_publish_cpu_s)),
-            String::new(),
+            (|m| format!("{:.2}", m.load_generator_publish_cpu_s)),
+            Versus::None,
         ),
         (
             "POST p50 / max (ms)",
-            both(&|m| format!("{} / {}", fixed(m.post_ms.p50_ms), fixed(m.post_ms.max_ms))),
-            String::new(),
+            (|m| format!("{} / {}", fixed(m.post_ms.p50_ms), fixed(m.post_ms.max_ms))),
+            Versus::None,
         ),
         (
             "frame (bytes)",
-            both(&|m| m.frame_bytes.to_string()),
-            String::new(),
+            (|m| m.frame_bytes.to_string()),
+            Versus::None,
         ),
     ];
-    out.push_str("| | turbo-model | baseline | turbo-model / baseline |\n|---|---|---|---|\n");
-    for (name, [ours, baseline], ratio) in rows {
-        let _ = writeln!(out, "| {name} | {ours} | {baseline} | {ratio} |");
+    out.push_str("| |");
+    for (name, _) in &measured {
+        let _ = write!(out, " {name} | ÷ baseline |");
+    }
+    out.push_str(" baseline |\n|---|");
+    out.push_str(&"---|---|".repeat(measured.len()));
+    out.push_str("---|\n");
+    for (name, value, versus) in &rows {
+        let _ = write!(out, "| {name} |");
+        for (_, m) in &measured {
+            let shown = match versus {
+                Versus::None => None,
+                Versus::P99 => ratio(m.latency_ms.p99_ms, base.latency_ms.p99_ms)
+                    .map(|r| format!("**{r:.2}×**")),
+                Versus::Deliveries => ratio(m.deliveries_per_s, base.deliveries_per_s)
+                    .map(|r| format!("**{:.0} %**", r * 100.0)),
+            };
+            let _ = write!(out, " {} | {} |", value(m), shown.unwrap_or_default());
+        }
+        let _ = writeln!(out, " {} |", value(base));
     }
     out
 }
@@ -330,5 +380,43 @@ mod tests {
             burst.title(),
             "1 000 subscribers × 20 messages back to back"
         );
+    }
+
+    #[test]
+    fn tables_have_a_column_and_a_ratio_per_deployment() {
+        let scenario = Scenario {
+            name: "x",
+            subscribers: 2,
+            messages: 1,
+            rate: None,
+        };
+        let measurement = |p99_ms: f64, deliveries_per_s: f64| {
+            let mut m = Measurement::default();
+            m.latency_ms.p99_ms = p99_ms;
+            m.deliveries_per_s = deliveries_per_s;
+            m
+        };
+        let ours = Ok(measurement(3.0, 800.0));
+        let redis = Ok(measurement(6.0, 500.0));
+        let baseline = Ok(measurement(2.0, 1000.0));
+        let table = markdown(&scenario, &ours, Some(&redis), &baseline);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[2],
+            "| | turbo-model | ÷ baseline | turbo-model, 2 processes on Redis | ÷ baseline | baseline |"
+        );
+        assert_eq!(lines[3], "|---|---|---|---|---|---|");
+        assert!(
+            lines.contains(&"| latency p99 (ms) | 3.00 | **1.50×** | 6.00 | **3.00×** | 2.00 |")
+        );
+        assert!(lines.contains(&"| deliveries/s | 800 | **80 %** | 500 | **50 %** | 1 000 |"));
+
+        let failed: Measured = Err("no redis-server".into());
+        let table = markdown(&scenario, &ours, Some(&failed), &baseline);
+        assert!(table.contains("turbo-model, 2 processes on Redis failed: no redis-server"));
+        assert!(table.contains("| | turbo-model | ÷ baseline | baseline |"));
+        let json = scenario_json(&scenario, &ours, None, &baseline);
+        assert_eq!(json["turbo_model_on_redis"], "not run (--no-redis)");
+        assert_eq!(json["ratios"]["p99_latency"], 1.5);
     }
 }

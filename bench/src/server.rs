@@ -1,5 +1,5 @@
 //! A server under test: a child process listening on a free loopback port, and what
-//! `/proc` says about its memory and CPU time.
+//! `/proc` says about its memory and CPU time; a deployment of one or more of them.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -26,6 +26,9 @@ impl Server {
     /// Starts `program` with `env` (plus `PORT` and `BIND` for a free loopback port),
     /// its output going to `log`, and waits until it accepts connections.
     ///
+    /// `TURBO_MODEL_REDIS_URL` is not passed on from the benchmark's environment: a
+    /// chat started here runs in one process unless `env` names a Redis.
+    ///
     /// # Errors
     ///
     /// When it cannot start, exits, or does not listen within 30 s; the message ends
@@ -36,24 +39,58 @@ impl Server {
         log: PathBuf,
     ) -> Result<Self, String> {
         let port = free_port()?;
+        let mut command = Command::new(program);
+        command
+            .env_remove("TURBO_MODEL_REDIS_URL")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("PORT", port.to_string())
+            .env("BIND", "127.0.0.1");
+        Self::spawn(command, port, log).await
+    }
+
+    /// Starts a Redis server of the benchmark's own (`program` is `redis-server`) on a
+    /// free loopback port, without persistence, and waits until it accepts connections.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub async fn start_redis(program: &Path, log: PathBuf) -> Result<Self, String> {
+        let port = free_port()?;
+        let mut command = Command::new(program);
+        command.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        Self::spawn(command, port, log).await
+    }
+
+    async fn spawn(mut command: Command, port: u16, log: PathBuf) -> Result<Self, String> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let out = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out
             .try_clone()
             .map_err(|e| format!("{}: {e}", log.display()))?;
-        let child = Command::new(program)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("PORT", port.to_string())
-            .env("BIND", "127.0.0.1")
+        let program = command
+            .as_std()
+            .get_program()
+            .to_string_lossy()
+            .into_owned();
+        let child = command
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+            .map_err(|e| format!("cannot start {program}: {e}"))?;
         let pid = child
             .id()
-            .ok_or_else(|| format!("{} exited at once", program.display()))?;
+            .ok_or_else(|| format!("{program} exited at once"))?;
         let mut server = Self {
             child,
             pid,
@@ -142,6 +179,75 @@ impl Server {
         let lines: Vec<&str> = log.lines().collect();
         let tail = lines[lines.len().saturating_sub(20)..].join("\n");
         format!("; log {}:\n{tail}", self.log.display())
+    }
+}
+
+/// What serves one scenario: one web server, or several sharing a broker (the chat
+/// twice, on one Redis). Memory and CPU are the sums over every process, broker included.
+#[derive(Debug)]
+pub struct Deployment {
+    web: Vec<Server>,
+    broker: Option<Server>,
+}
+
+impl Deployment {
+    /// One web server on its own.
+    pub fn single(server: Server) -> Self {
+        Self {
+            web: vec![server],
+            broker: None,
+        }
+    }
+
+    /// Web servers that share `broker`.
+    pub fn brokered(web: Vec<Server>, broker: Server) -> Self {
+        Self {
+            web,
+            broker: Some(broker),
+        }
+    }
+
+    /// Where the web servers listen: subscriber `i` uses `addrs()[i % len]`, the
+    /// publisher the first.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.web.iter().map(Server::addr).collect()
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Server> {
+        self.web.iter().chain(&self.broker)
+    }
+
+    /// The resident set sizes of every process, summed, in KiB.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::rss_kb`].
+    pub fn rss_kb(&self) -> Result<u64, String> {
+        self.all().map(Server::rss_kb).sum()
+    }
+
+    /// The CPU time of every process, summed, in clock ticks.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::cpu_ticks`].
+    pub fn cpu_ticks(&self) -> Result<u64, String> {
+        self.all().map(Server::cpu_ticks).sum()
+    }
+
+    /// Stops the web servers, then the broker.
+    ///
+    /// # Errors
+    ///
+    /// The first process that did not stop cleanly, as [`Server::stop`].
+    pub async fn stop(self) -> Result<(), String> {
+        let mut first_error = None;
+        for server in self.web.into_iter().chain(self.broker) {
+            if let Err(error) = server.stop().await {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 

@@ -23,8 +23,8 @@ use crate::message_seq;
 /// What every subscriber of a scenario shares.
 #[derive(Debug)]
 pub struct Plan {
-    /// Where the server listens.
-    pub server: SocketAddr,
+    /// Where the servers listen: subscriber `i` connects to `servers[i % len]`.
+    pub servers: Vec<SocketAddr>,
     /// The WebSocket path, such as `/turbo-model/ws`.
     pub path: String,
     /// The stream token to subscribe with.
@@ -77,10 +77,11 @@ pub struct Outcome {
 type Socket = WebSocketStream<TcpStream>;
 
 /// Runs one subscriber from `source` (a loopback address, so that many subscribers do
-/// not run out of ports), reporting its progress on `events`.
+/// not run out of ports) to `server`, reporting its progress on `events`.
 pub async fn run(
     plan: Arc<Plan>,
     source: IpAddr,
+    server: SocketAddr,
     events: mpsc::UnboundedSender<Event>,
     mut signals: Signals,
 ) -> Outcome {
@@ -88,7 +89,7 @@ pub async fn run(
         arrivals: vec![None; plan.messages],
         ..Outcome::default()
     };
-    let opened = tokio::time::timeout_at(plan.connect_deadline, open(&plan, source)).await;
+    let opened = tokio::time::timeout_at(plan.connect_deadline, open(&plan, source, server)).await;
     let mut socket = match opened {
         Ok(Ok(socket)) => socket,
         Ok(Err(error)) => return failed(outcome, &events, error),
@@ -113,7 +114,7 @@ fn failed(mut outcome: Outcome, events: &mpsc::UnboundedSender<Event>, error: St
 }
 
 /// Connects from `source` and subscribes; the handshake holds a permit.
-async fn open(plan: &Plan, source: IpAddr) -> Result<Socket, String> {
+async fn open(plan: &Plan, source: IpAddr, server: SocketAddr) -> Result<Socket, String> {
     let _permit = plan
         .handshakes
         .acquire()
@@ -127,13 +128,13 @@ async fn open(plan: &Plan, source: IpAddr) -> Result<Socket, String> {
     tcp.bind(SocketAddr::new(source, 0))
         .map_err(|e| format!("bind {source}: {e}"))?;
     let stream = tcp
-        .connect(plan.server)
+        .connect(server)
         .await
         .map_err(|e| format!("connect from {source}: {e}"))?;
     stream
         .set_nodelay(true)
         .map_err(|e| format!("nodelay: {e}"))?;
-    let url = format!("ws://{}{}", plan.server, plan.path);
+    let url = format!("ws://{server}{}", plan.path);
     // The same small buffers as the servers: 10 000 clients in one process.
     let config = WebSocketConfig::default()
         .read_buffer_size(4 * 1024)

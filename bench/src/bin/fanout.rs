@@ -4,16 +4,19 @@
 //!
 //! ```text
 //! fanout [--quick] [--only NAME]... [--chat PATH] [--baseline PATH] [--deadline SECS]
-//!        [--hold SECS]
+//!        [--hold SECS] [--redis-server PATH | --no-redis]
 //! ```
 //!
 //! `--deadline`: how long to wait for frames after the last POST (default 30 s).
 //! `--hold`: keep each server running this long after its frames are in, before it is
 //! stopped: time for a profiler to dump what the publish phase cost.
 //!
-//! For each scenario and each server: start the server as a child process on a free
-//! loopback port, connect N WebSocket subscribers to one room's stream, measure the
-//! server's memory once they are idle, post M messages over HTTP (at a rate, or back to
+//! Each scenario runs three deployments: the chat as one process; the chat as two
+//! processes on one Redis of the benchmark's own (`redis-server` from `PATH`, or
+//! `--redis-server`; `--no-redis` skips it), subscribers split between the two and
+//! messages posted to the first; and the baseline. For each: start the processes on free
+//! loopback ports, connect N WebSocket subscribers to one room's stream, measure the
+//! servers' memory once they are idle, post M messages over HTTP (at a rate, or back to
 //! back), and wait for every frame or for a deadline after the last POST. One JSON object
 //! per scenario on stdout; progress, then Markdown tables, on stderr. `scripts/bench`
 //! builds both servers and this program in release and runs it.
@@ -31,8 +34,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bench::publisher::{Publisher, Sent};
-use bench::report::{self, Cpu, Measurement, Rss, Scenario};
-use bench::server::{self, Server};
+use bench::report::{self, Cpu, Measured, Measurement, Rss, Scenario};
+use bench::server::{self, Deployment, Server};
 use bench::stats::{Percentiles, round3};
 use bench::subscriber::{self, Event, Outcome, Plan, Signals};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -92,10 +95,14 @@ const SUBSCRIBERS_PER_SOURCE: usize = 2_500;
 /// How long subscribers stay idle before memory is read.
 const IDLE: Duration = Duration::from_secs(1);
 
-/// The two servers.
+/// The deployments a scenario measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
+    /// The chat, one process, in-process hub.
     TurboModel,
+    /// The chat, two processes on one Redis.
+    TurboModelRedis,
+    /// The naive broadcast server.
     Baseline,
 }
 
@@ -103,6 +110,7 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Self::TurboModel => "turbo-model",
+            Self::TurboModelRedis => "turbo-model-redis",
             Self::Baseline => "baseline",
         }
     }
@@ -114,6 +122,8 @@ struct Options {
     baseline: PathBuf,
     deadline: Duration,
     hold: Duration,
+    /// `redis-server`, unless `--no-redis`.
+    redis_server: Option<PathBuf>,
     work: PathBuf,
 }
 
@@ -147,10 +157,17 @@ async fn run(options: &Options) -> ExitCode {
     let mut failed = false;
     for scenario in &options.scenarios {
         let ours = measure(Kind::TurboModel, scenario, options).await;
+        let redis = match options.redis_server {
+            Some(_) => Some(measure(Kind::TurboModelRedis, scenario, options).await),
+            None => None,
+        };
         let baseline = measure(Kind::Baseline, scenario, options).await;
-        failed |= ours.is_err() || baseline.is_err();
-        println!("{}", report::scenario_json(scenario, &ours, &baseline));
-        tables.push(report::markdown(scenario, &ours, &baseline));
+        failed |= ours.is_err() || baseline.is_err() || redis.as_ref().is_some_and(Result::is_err);
+        println!(
+            "{}",
+            report::scenario_json(scenario, &ours, redis.as_ref(), &baseline)
+        );
+        tables.push(report::markdown(scenario, &ours, redis.as_ref(), &baseline));
     }
     eprintln!("\n{}", tables.join("\n"));
     if failed {
@@ -160,35 +177,58 @@ async fn run(options: &Options) -> ExitCode {
     }
 }
 
-/// One server through one scenario.
-async fn measure(
-    kind: Kind,
-    scenario: &Scenario,
-    options: &Options,
-) -> Result<Measurement, String> {
+/// The processes of `kind`, started and listening.
+async fn deploy(kind: Kind, scenario: &Scenario, options: &Options) -> Result<Deployment, String> {
+    let log = |part: &str| {
+        options
+            .work
+            .join(format!("{}{part}-{}.log", kind.name(), scenario.name))
+    };
+    let db = options
+        .work
+        .join(format!("chat-{}-{}.db", kind.name(), scenario.name));
+    let mut chat_env = vec![
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", db.display()),
+        ),
+        ("TURBO_MODEL_SECRET", SECRET.to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    match kind {
+        Kind::TurboModel => Ok(Deployment::single(
+            Server::start(&options.chat, &chat_env, log("")).await?,
+        )),
+        Kind::TurboModelRedis => {
+            let program = options
+                .redis_server
+                .as_deref()
+                .ok_or("no redis-server to run")?;
+            let redis = Server::start_redis(program, log("-redis")).await?;
+            chat_env.push((
+                "TURBO_MODEL_REDIS_URL",
+                format!("redis://{}/", redis.addr()),
+            ));
+            // One after the other: the first creates and migrates the database.
+            let a = Server::start(&options.chat, &chat_env, log("-a")).await?;
+            let b = Server::start(&options.chat, &chat_env, log("-b")).await?;
+            Ok(Deployment::brokered(vec![a, b], redis))
+        }
+        Kind::Baseline => Ok(Deployment::single(
+            Server::start(&options.baseline, &[], log("")).await?,
+        )),
+    }
+}
+
+/// One deployment through one scenario.
+async fn measure(kind: Kind, scenario: &Scenario, options: &Options) -> Measured {
     let say = |what: String| eprintln!("[{} {}] {what}", scenario.name, kind.name());
     let ticks = server::clock_ticks_per_second() as f64;
-    let log = options
-        .work
-        .join(format!("{}-{}.log", kind.name(), scenario.name));
-    let server = match kind {
-        Kind::TurboModel => {
-            let db = options.work.join(format!("chat-{}.db", scenario.name));
-            let env = [
-                (
-                    "DATABASE_URL",
-                    format!("sqlite://{}?mode=rwc", db.display()),
-                ),
-                ("TURBO_MODEL_SECRET", SECRET.to_owned()),
-                ("RUST_LOG", "warn".to_owned()),
-            ];
-            Server::start(&options.chat, &env, log).await?
-        }
-        Kind::Baseline => Server::start(&options.baseline, &[], log).await?,
-    };
-    let publisher = Publisher::new(server.addr())?;
+    let server = deploy(kind, scenario, options).await?;
+    let addrs = server.addrs();
+    let publisher = Publisher::new(addrs[0])?;
     let (ws_path, token, post_path) = match kind {
-        Kind::TurboModel => {
+        Kind::TurboModel | Kind::TurboModelRedis => {
             let room = publisher.create_room("fan-out").await?;
             let token = publisher.stream_token(&room).await?;
             ("/turbo-model/ws", token, format!("{room}messages/"))
@@ -204,7 +244,7 @@ async fn measure(
     let cpu_start = server.cpu_ticks()?;
     let connect_start = Instant::now();
     let plan = Arc::new(Plan {
-        server: server.addr(),
+        servers: addrs.clone(),
         path: ws_path.to_owned(),
         token,
         messages: scenario.messages,
@@ -231,6 +271,7 @@ async fn measure(
             tokio::spawn(subscriber::run(
                 plan.clone(),
                 source,
+                addrs[i % addrs.len()],
                 events.clone(),
                 signals,
             ))
@@ -403,7 +444,8 @@ fn tally(sent: &[Sent], outcomes: &[Outcome], subscribers: usize) -> Measurement
 
 fn options() -> Result<Options, String> {
     let usage = "usage: fanout [--quick] [--only NAME]... [--chat PATH] [--baseline PATH] \
-                 [--deadline SECS] [--hold SECS]\nscenarios: ";
+                 [--deadline SECS] [--hold SECS] [--redis-server PATH | --no-redis]\n\
+                 scenarios: ";
     let names: Vec<&str> = SCENARIOS.iter().chain(&QUICK).map(|s| s.name).collect();
     let usage = format!("{usage}{}", names.join(", "));
     let here = std::env::current_exe()
@@ -416,6 +458,7 @@ fn options() -> Result<Options, String> {
     let mut baseline = here.join("baseline");
     let mut deadline = Duration::from_secs(30);
     let mut hold = Duration::ZERO;
+    let mut redis_server = Some(PathBuf::from("redis-server"));
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -429,6 +472,8 @@ fn options() -> Result<Options, String> {
             "--baseline" => baseline = PathBuf::from(value()?),
             "--deadline" => deadline = seconds(&arg, &value()?)?,
             "--hold" => hold = seconds(&arg, &value()?)?,
+            "--redis-server" => redis_server = Some(PathBuf::from(value()?)),
+            "--no-redis" => redis_server = None,
             "-h" | "--help" => return Err(usage),
             other => return Err(format!("unknown argument {other}\n{usage}")),
         }
@@ -461,6 +506,7 @@ fn options() -> Result<Options, String> {
         baseline,
         deadline,
         hold,
+        redis_server,
         work: std::env::temp_dir().join(format!("turbo-model-bench-{}", std::process::id())),
     })
 }
