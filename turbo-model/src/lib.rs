@@ -188,6 +188,9 @@
 //! [`web::request_scope`] layer, which also gives `refresh` broadcasts Turbo's request
 //! id (the page that made the change does not refresh itself). Refreshes are debounced
 //! per stream (500 ms); `#[stream(broadcasts_refreshes)]` sends them without a hook.
+//! The client element holds a refresh while its page is submitting a form (Turbo would
+//! otherwise start the refresh's visit and abort the submission) and applies it when
+//! the submission ends.
 //!
 //! ## Who may subscribe
 //!
