@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
 use serde_json::json;
-use turbo_model_tests::browser::{Browser, BrowserError};
+use turbo_model_tests::browser::{Browser, BrowserError, Page};
 use turbo_model_tests::chat_page::{
     MESSAGE_TEXTS, STEP, SUBSCRIBED, WHOLE_TEST, back_online, go_offline, item_with_text, marker,
     screenshot_path, send,
@@ -279,31 +279,83 @@ async fn a_refresh_waits_until_the_pages_own_form_submission_ends() -> Result<()
         .unwrap_or_else(|_| panic!("the browser test took longer than {WHOLE_TEST:?}"))
 }
 
-/// Turbo starts a refresh as a visit, and a visit aborts the page's form submission in
-/// flight: the client holds refreshes until the submission ends.
+/// Turbo starts a refresh as a visit, and a visit stops the page's form submission in
+/// flight (its request, or the redirect it is about to follow): the client holds
+/// refreshes until the submission is over.
 async fn refresh_waits_for_submission() -> Result<(), BrowserError> {
     let chat = ChatServer::start().await;
-    let room = chat.create_room("Before").await;
+    let room = chat.create_room("First").await;
     let browser = Browser::start().await?;
     let page = browser.open_page().await?;
     page.show_on_failure("h1");
     page.goto(&format!("{}/rooms/{room}/", chat.base_url))
         .await?;
     page.wait_for(SUBSCRIBED, STEP).await?;
-    let seq = "[...document.querySelector('turbo-model-stream-source')
-                   .connection.positions.values()][0].seq";
-    let before = page.execute(&format!("return {seq}"), vec![]).await?;
 
-    // The page is submitting a form (as Turbo announces it) when a refresh arrives.
+    // A submission answered without HTML (a Turbo Stream response): the refresh runs
+    // when its request ends.
+    submission_starts(&page).await?;
+    renamed_and_refresh_arrives(&chat, &page, room, "Second").await?;
+    still_shows(&page, "First").await?;
+    submission_ends(&page, "{ success: true }").await?;
+    page.wait_for_text("h1", "Second", STEP).await?;
+
+    // A submission answered with HTML (a redirect to follow, an error page to show):
+    // the refresh waits until Turbo has rendered it.
+    submission_starts(&page).await?;
+    renamed_and_refresh_arrives(&chat, &page, room, "Third").await?;
+    submission_ends(&page, "{ success: true, fetchResponse: { isHTML: true } }").await?;
+    still_shows(&page, "Second").await?;
+    page.execute(
+        "document.dispatchEvent(new CustomEvent('turbo:render'))",
+        vec![],
+    )
+    .await?;
+    page.wait_for_text("h1", "Third", STEP).await?;
+    page.close().await?;
+    Ok(())
+}
+
+/// Turbo's announcement that the page started submitting a form.
+async fn submission_starts(page: &Page) -> Result<(), BrowserError> {
     page.execute(
         "window.__submission = {};
          document.dispatchEvent(new CustomEvent('turbo:submit-start',
              { detail: { formSubmission: window.__submission } }));",
         vec![],
     )
-    .await?;
+    .await
+    .map(drop)
+}
+
+/// Turbo's announcement that the submission's request ended, with `result`.
+async fn submission_ends(page: &Page, result: &str) -> Result<(), BrowserError> {
+    page.execute(
+        &format!(
+            "document.dispatchEvent(new CustomEvent('turbo:submit-end',
+                 {{ detail: {{ formSubmission: window.__submission, ...{result} }} }}));"
+        ),
+        vec![],
+    )
+    .await
+    .map(drop)
+}
+
+/// Renames the room behind the page's back, broadcasts a refresh of its stream, and
+/// waits until the page has received that frame.
+async fn renamed_and_refresh_arrives(
+    chat: &ChatServer,
+    page: &Page,
+    room: i32,
+    name: &str,
+) -> Result<(), BrowserError> {
+    let seq = "[...document.querySelector('turbo-model-stream-source')
+                   .connection.positions.values()][0].seq";
+    let before = page.execute(&format!("return {seq}"), vec![]).await?;
     chat.db
-        .execute_unprepared(&format!("UPDATE room SET name = 'After' WHERE id = {room}"))
+        .execute_unprepared(&format!(
+            "UPDATE room SET name = '{name}' WHERE id = {room}"
+        ))
         .await
         .expect("rename the room without hooks");
     turbo_model_tests::server::turbo()
@@ -318,21 +370,16 @@ async fn refresh_waits_for_submission() -> Result<(), BrowserError> {
         vec![before],
         STEP,
     )
-    .await?;
+    .await
+}
+
+/// Half a second later, the page still shows the room as `name`: no refresh ran.
+async fn still_shows(page: &Page, name: &str) -> Result<(), BrowserError> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         page.text_of("h1").await?,
-        "Before",
+        name,
         "no refresh while the form is being submitted"
     );
-
-    page.execute(
-        "document.dispatchEvent(new CustomEvent('turbo:submit-end',
-             { detail: { formSubmission: window.__submission, success: true } }));",
-        vec![],
-    )
-    .await?;
-    page.wait_for_text("h1", "After", STEP).await?;
-    page.close().await?;
     Ok(())
 }

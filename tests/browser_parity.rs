@@ -135,3 +135,50 @@ async fn private_room() -> Result<(), BrowserError> {
     bob.close().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_keeps_what_the_user_is_typing() -> Result<(), BrowserError> {
+    tokio::time::timeout(WHOLE_TEST, refresh_while_typing())
+        .await
+        .unwrap_or_else(|_| panic!("the browser test took longer than {WHOLE_TEST:?}"))
+}
+
+/// Somebody else's new room refreshes the list while the user types the name of theirs:
+/// the list morphs, the half-typed name stays, and the form still works.
+async fn refresh_while_typing() -> Result<(), BrowserError> {
+    let chat = ChatServer::start().await;
+    let browser = Browser::start().await?;
+    let page = browser.open_page().await?;
+    page.show_on_failure("body");
+    page.goto(&format!("{}/", chat.base_url)).await?;
+    page.wait_for(SUBSCRIBED, STEP).await?;
+    page.execute("window.__marker = 1", vec![]).await?;
+    let name = "#room-form input[name=name]";
+    page.fill(name, "Half typ").await?;
+    // The user looks away: the field is edited but no longer focused.
+    page.execute("document.activeElement.blur()", vec![])
+        .await?;
+
+    chat.create_room("Elsewhere").await;
+    page.wait_for_text("#rooms a", "Elsewhere", STEP).await?;
+    assert_eq!(marker(&page).await?, json!(1), "morphed, not reloaded");
+    assert_eq!(
+        page.value_of(name).await?,
+        "Half typ",
+        "the typed text stays"
+    );
+
+    page.fill(name, "Half typed, then sent").await?;
+    page.click("#room-form button[type=submit]").await?;
+    page.wait_until(
+        "the new room's page",
+        r"return /^\/rooms\/\d+\/$/.test(location.pathname)
+                  && document.querySelector('#message-form') !== null",
+        vec![],
+        STEP,
+    )
+    .await?;
+    assert_eq!(page.text_of("h1").await?, "Half typed, then sent");
+    page.close().await?;
+    Ok(())
+}

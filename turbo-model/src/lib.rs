@@ -189,8 +189,9 @@
 //! id (the page that made the change does not refresh itself). Refreshes are debounced
 //! per stream (500 ms); `#[stream(broadcasts_refreshes)]` sends them without a hook.
 //! The client element holds a refresh while its page is submitting a form (Turbo would
-//! otherwise start the refresh's visit and abort the submission) and applies it when
-//! the submission ends.
+//! otherwise start the refresh's visit and stop the submission) and applies it when
+//! the submission is over; during a broadcast refresh, text fields the user has edited
+//! keep what they hold instead of being morphed into the server's empty fields.
 //!
 //! ## Who may subscribe
 //!

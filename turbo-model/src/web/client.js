@@ -22,9 +22,10 @@
 // so that the server can leave this page out of the broadcasts it already answers with.
 //
 // A page refresh (a `refresh` frame, or the one after a gap) waits while this page is
-// submitting a form: Turbo would start a visit that aborts the submission, and the
-// user's own change could be lost. It runs when the submission ends; when the response
-// redirects, Turbo's visit to the new page already shows the latest state.
+// submitting a form: Turbo would start a visit that stops the submission, aborting its
+// request or dropping its redirect, and the user's own change could be lost. It runs
+// when the submission is over: its request ended and, when the response is HTML, Turbo
+// rendered it.
 
 const MIN_DELAY_MS = 250;
 const MAX_DELAY_MS = 10000;
@@ -39,19 +40,51 @@ const connections = new Map();
 // Form submissions in flight on this page, and the refreshes waiting for them to end.
 const submissions = new Set();
 const heldRefreshes = [];
+// A submission answered with HTML is not over when its request ends: Turbo reads the
+// body, then visits the redirect (or renders the error page), and a refresh started in
+// between would stop that submission and drop its redirect. Hold until Turbo renders.
+let awaitingRender = false;
+let awaitingRenderTimer = null;
+// If Turbo never renders (the visit was cancelled), let the refreshes go after this.
+const AWAIT_RENDER_MS = 10000;
 
 function afterSubmissions(run) {
-  if (submissions.size > 0) heldRefreshes.push(run);
+  if (submissions.size > 0 || awaitingRender) heldRefreshes.push(run);
   else run();
 }
 
 function releaseRefreshes() {
-  // After the submission's own handling, so that a redirect's visit has begun.
-  setTimeout(() => {
-    if (submissions.size > 0) return;
-    for (const run of heldRefreshes.splice(0)) run();
-  }, 0);
+  if (submissions.size > 0 || awaitingRender) return;
+  for (const run of heldRefreshes.splice(0)) run();
 }
+
+function renderDone() {
+  awaitingRender = false;
+  clearTimeout(awaitingRenderTimer);
+  releaseRefreshes();
+}
+
+// A broadcast refresh morphs the page into the server's HTML, which has empty fields:
+// without care, what the user is typing would vanish because somebody else saved
+// something. While a refresh this element started renders, text fields whose value the
+// user changed keep it.
+let broadcastRefresh = false;
+const NOT_TEXT = new Set(["checkbox", "radio", "file", "hidden", "submit", "button", "reset", "image"]);
+
+function editedByUser(element) {
+  if (element instanceof HTMLTextAreaElement) return element.value !== element.defaultValue;
+  if (element instanceof HTMLInputElement && !NOT_TEXT.has(element.type)) {
+    return element.value !== element.defaultValue;
+  }
+  return false;
+}
+
+document.addEventListener("turbo:before-morph-element", (event) => {
+  // Only morphs (a removed element has no new one), only during a broadcast refresh.
+  if (broadcastRefresh && event.detail.newElement && editedByUser(event.target)) {
+    event.preventDefault();
+  }
+});
 
 function isRefresh(html) {
   return /^\s*<turbo-stream action="refresh"[\s>]/.test(html);
@@ -59,16 +92,32 @@ function isRefresh(html) {
 
 document.addEventListener("turbo:submit-start", (event) => {
   submissions.add(event.detail.formSubmission);
+  // The user's own submission: its response decides what the fields hold.
+  broadcastRefresh = false;
 });
 document.addEventListener("turbo:submit-end", (event) => {
   submissions.delete(event.detail.formSubmission);
-  releaseRefreshes();
+  const response = event.detail.fetchResponse;
+  if (response && response.isHTML) {
+    awaitingRender = true;
+    clearTimeout(awaitingRenderTimer);
+    awaitingRenderTimer = setTimeout(renderDone, AWAIT_RENDER_MS);
+  }
+  // After Turbo's own handling of the end of the submission.
+  setTimeout(releaseRefreshes, 0);
 });
-// A finished visit means no submission of this page is still pending.
-document.addEventListener("turbo:load", () => {
-  submissions.clear();
-  releaseRefreshes();
-});
+// The response's page (or the redirect's) is on screen: no submission is pending.
+for (const name of ["turbo:render", "turbo:load"]) {
+  document.addEventListener(name, () => {
+    if (name === "turbo:load") {
+      submissions.clear();
+      broadcastRefresh = false;
+    }
+    // A visit may still be finishing; Turbo skips refreshes during a visit, and the
+    // page it renders was fetched after the held refresh arrived.
+    setTimeout(renderDone, 0);
+  });
+}
 
 class Connection {
   constructor(url) {
@@ -316,6 +365,7 @@ class Connection {
     }
     if (!refresh) return;
     afterSubmissions(() => {
+      broadcastRefresh = true;
       if (window.Turbo) {
         window.Turbo.visit(window.location.href, { action: "replace" });
       } else {
@@ -402,7 +452,7 @@ class TurboModelStreamSource extends HTMLElement {
   }
 
   receive(html) {
-    if (isRefresh(html) && submissions.size > 0) {
+    if (isRefresh(html) && (submissions.size > 0 || awaitingRender)) {
       heldRefreshes.push(() => this.receive(html));
       return;
     }
@@ -411,6 +461,7 @@ class TurboModelStreamSource extends HTMLElement {
   }
 
   dispatch(html) {
+    if (isRefresh(html)) broadcastRefresh = true;
     this.dispatchEvent(new MessageEvent("message", { data: html }));
   }
 }
