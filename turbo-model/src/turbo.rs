@@ -105,7 +105,8 @@ impl Turbo {
     ///
     /// # Errors
     ///
-    /// [`Error::Render`] naming the template, with Tera's report of the line.
+    /// [`Error::Render`](crate::Error::Render) naming the template, with Tera's report
+    /// of the line.
     pub fn render(&self, template: &str, context: &Context) -> Result<String> {
         self.inner.templates.render(template, context)
     }
@@ -114,7 +115,7 @@ impl Turbo {
     ///
     /// # Errors
     ///
-    /// [`Error::Render`] naming the component.
+    /// [`Error::Render`](crate::Error::Render) naming the component.
     pub fn render_component(&self, component: &str, context: &Context) -> Result<String> {
         self.inner.templates.render_component(component, context)
     }
@@ -124,7 +125,8 @@ impl Turbo {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidStreamName`]; [`Error::Backend`] from a broker backend.
+    /// [`Error::InvalidStreamName`](crate::Error::InvalidStreamName);
+    /// [`Error::Backend`](crate::Error::Backend) from a broker backend.
     pub fn publish(&self, stream: &str, html: String) -> Result<()> {
         let stream = StreamName::new(stream)?;
         self.inner.metrics.broadcast();
@@ -201,7 +203,7 @@ impl Turbo {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidStreamName`].
+    /// [`Error::InvalidStreamName`](crate::Error::InvalidStreamName).
     pub fn sign(&self, stream: &str) -> Result<String> {
         Ok(self.inner.signer.sign(&StreamName::new(stream)?))
     }
