@@ -35,6 +35,14 @@ async fn without_javascript() -> Result<(), BrowserError> {
         0,
         "no script, no connection"
     );
+    let status_shown = "const source = document.querySelector('turbo-model-stream-source');
+                        return getComputedStyle(source).display !== 'none'";
+    assert_eq!(
+        plain.execute(status_shown, vec![]).await?,
+        json!(false),
+        "no \"connecting…\" that never connects"
+    );
+    assert_eq!(live.execute(status_shown, vec![]).await?, json!(true));
     plain.fill(MESSAGE_INPUT, "typed without scripts").await?;
     plain.click("#message-form button[type=submit]").await?;
     plain
