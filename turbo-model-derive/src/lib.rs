@@ -21,16 +21,38 @@ use syn::{DeriveInput, parse_macro_input};
 ///
 /// Derive it on the `Model`, next to `DeriveEntityModel`:
 ///
-/// ```ignore
-/// #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, ModelStream, Serialize)]
-/// #[sea_orm(table_name = "message")]
-/// pub struct Model {
-///     #[sea_orm(primary_key)]
-///     pub id: i32,
-///     #[stream(parent = super::room::Entity)]
-///     pub room_id: i32,
-///     pub text: String,
+/// ```
+/// mod message {
+///     use sea_orm::entity::prelude::*;
+///     use serde::Serialize;
+///     use turbo_model::ModelStream;
+///
+///     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, ModelStream, Serialize)]
+///     #[sea_orm(table_name = "message")]
+///     pub struct Model {
+///         #[sea_orm(primary_key)]
+///         pub id: i32,
+///         #[stream(parent = super::room::Entity)]
+///         pub room_id: i32,
+///         pub text: String,
+///     }
+/// #   #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+/// #   pub enum Relation {}
 /// }
+/// # mod room {
+/// #     use sea_orm::entity::prelude::*;
+/// #     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize)]
+/// #     #[sea_orm(table_name = "room")]
+/// #     pub struct Model { #[sea_orm(primary_key)] pub id: i32, pub name: String }
+/// #     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+/// #     pub enum Relation {}
+/// # }
+///
+/// # fn main() {
+/// let message = message::Model { id: 7, room_id: 3, text: "hi".into() };
+/// assert_eq!(message.stream().name(), "message:7");
+/// assert_eq!(message.parent_stream().name(), "room:3");
+/// # }
 /// ```
 ///
 /// # Generated
@@ -81,11 +103,26 @@ pub fn derive_model_stream(input: TokenStream) -> TokenStream {
 /// then handed to turbo-model. Methods you leave out get turbo-model's alone. Put the
 /// attribute above `#[async_trait]`, or leave `#[async_trait]` out: it is added.
 ///
-/// ```ignore
-/// #[turbo_model::active_model_behavior]
-/// impl ActiveModelBehavior for ActiveModel {
-///     async fn before_save<C: ConnectionTrait>(self, _db: &C, _insert: bool) -> Result<Self, DbErr> {
-///         Ok(self)
+/// ```
+/// mod note {
+///     use sea_orm::entity::prelude::*;
+///
+///     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize)]
+///     #[sea_orm(table_name = "note")]
+///     #[stream(custom_behavior)]
+///     pub struct Model {
+///         #[sea_orm(primary_key)]
+///         pub id: i32,
+///         pub text: String,
+///     }
+/// #   #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+/// #   pub enum Relation {}
+///
+///     #[turbo_model::active_model_behavior]
+///     impl ActiveModelBehavior for ActiveModel {
+///         async fn before_save<C: ConnectionTrait>(self, _db: &C, _insert: bool) -> Result<Self, DbErr> {
+///             Ok(self)
+///         }
 ///     }
 /// }
 /// ```
