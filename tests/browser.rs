@@ -9,8 +9,8 @@ use sea_orm::ConnectionTrait;
 use serde_json::json;
 use turbo_model_tests::browser::{Browser, BrowserError, Page};
 use turbo_model_tests::chat_page::{
-    MESSAGE_TEXTS, STEP, SUBSCRIBED, WHOLE_TEST, back_online, go_offline, item_with_text, marker,
-    screenshot_path, send,
+    MESSAGE_TEXTS, STEP, SUBSCRIBED, WHOLE_TEST, back_online, create_room_with_form, go_offline,
+    item_with_text, marker, screenshot_path, send,
 };
 use turbo_model_tests::server::ChatServer;
 
@@ -33,15 +33,7 @@ async fn two_users_chat() -> Result<(), BrowserError> {
     // A creates the room through the form and lands in it.
     a.goto(&format!("{}/", chat.base_url)).await?;
     a.fill("#room-form input[name=name]", "Browsers").await?;
-    a.click("#room-form button[type=submit]").await?;
-    a.wait_until(
-        "the room page after creating the room",
-        r"return /^\/rooms\/\d+\/$/.test(location.pathname)
-                  && document.querySelector('#message-form') !== null",
-        vec![],
-        STEP,
-    )
-    .await?;
+    create_room_with_form(&a).await?;
     let room_url = a.url().await?;
 
     b.goto(&room_url).await?;

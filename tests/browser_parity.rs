@@ -4,8 +4,8 @@
 use serde_json::json;
 use turbo_model_tests::browser::{Browser, BrowserError};
 use turbo_model_tests::chat_page::{
-    MESSAGE_INPUT, MESSAGE_TEXTS, STEP, SUBSCRIBED, WHOLE_TEST, item_with_text, marker,
-    screenshot_path, send,
+    MESSAGE_INPUT, MESSAGE_TEXTS, STEP, SUBSCRIBED, WHOLE_TEST, create_room_with_form,
+    item_with_text, marker, screenshot_path, send,
 };
 use turbo_model_tests::server::ChatServer;
 
@@ -103,16 +103,7 @@ async fn private_room() -> Result<(), BrowserError> {
     alice
         .fill("#room-form input[name=private_to]", "alice")
         .await?;
-    alice.click("#room-form button[type=submit]").await?;
-    alice
-        .wait_until(
-            "the new room's page",
-            r"return /^\/rooms\/\d+\/$/.test(location.pathname)
-                      && document.querySelector('#message-form') !== null",
-            vec![],
-            STEP,
-        )
-        .await?;
+    create_room_with_form(&alice).await?;
     alice.wait_for(SUBSCRIBED, STEP).await?;
     let room_url = alice.url().await?;
     send(&alice, "for my eyes only").await?;
@@ -177,15 +168,7 @@ async fn refresh_while_typing() -> Result<(), BrowserError> {
     );
 
     page.fill(name, "Half typed, then sent").await?;
-    page.click("#room-form button[type=submit]").await?;
-    page.wait_until(
-        "the new room's page",
-        r"return /^\/rooms\/\d+\/$/.test(location.pathname)
-                  && document.querySelector('#message-form') !== null",
-        vec![],
-        STEP,
-    )
-    .await?;
+    create_room_with_form(&page).await?;
     assert_eq!(page.text_of("h1").await?, "Half typed, then sent");
     page.close().await?;
     Ok(())

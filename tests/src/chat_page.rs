@@ -34,6 +34,19 @@ pub async fn send(page: &Page, text: &str) -> Result<(), BrowserError> {
     .await
 }
 
+/// Submits the room form (its fields already filled) and waits for the new room's page.
+pub async fn create_room_with_form(page: &Page) -> Result<(), BrowserError> {
+    page.click("#room-form button[type=submit]").await?;
+    page.wait_until(
+        "the new room's page after the room form",
+        r"return /^\/rooms\/\d+\/$/.test(location.pathname)
+                  && document.querySelector('#message-form') !== null",
+        vec![],
+        STEP,
+    )
+    .await
+}
+
 /// `window.__marker`, which a full page load would lose.
 pub async fn marker(page: &Page) -> Result<Value, BrowserError> {
     page.execute("return window.__marker ?? null", vec![]).await
