@@ -25,7 +25,8 @@
 // submitting a form: Turbo would start a visit that stops the submission, aborting its
 // request or dropping its redirect, and the user's own change could be lost. It runs
 // when the submission is over: its request ended and, when the response is HTML, Turbo
-// rendered it.
+// rendered it. A refresh that arrives during a visit waits for the visit to end (Turbo
+// would drop it, and the visit may show the page from before the change).
 
 const MIN_DELAY_MS = 250;
 const MAX_DELAY_MS = 10000;
@@ -48,15 +49,35 @@ let awaitingRenderTimer = null;
 // If Turbo never renders (the visit was cancelled), let the refreshes go after this.
 const AWAIT_RENDER_MS = 10000;
 
+// Turbo drops a refresh that arrives while a visit is under way, and that visit may
+// have fetched the page before the change the refresh announces: hold it until the
+// visit is done.
+let visiting = false;
+let visitingTimer = null;
+
+function holdingRefreshes() {
+  return submissions.size > 0 || awaitingRender || visiting;
+}
+
 function afterSubmissions(run) {
-  if (submissions.size > 0 || awaitingRender) heldRefreshes.push(run);
+  if (holdingRefreshes()) heldRefreshes.push(run);
   else run();
 }
 
 function releaseRefreshes() {
-  if (submissions.size > 0 || awaitingRender) return;
+  if (holdingRefreshes()) return;
   for (const run of heldRefreshes.splice(0)) run();
 }
+
+document.addEventListener("turbo:visit", () => {
+  visiting = true;
+  clearTimeout(visitingTimer);
+  // A visit that fails never loads: do not hold refreshes for ever.
+  visitingTimer = setTimeout(() => {
+    visiting = false;
+    releaseRefreshes();
+  }, AWAIT_RENDER_MS);
+});
 
 function renderDone() {
   awaitingRender = false;
@@ -112,6 +133,8 @@ for (const name of ["turbo:render", "turbo:load"]) {
     if (name === "turbo:load") {
       submissions.clear();
       broadcastRefresh = false;
+      visiting = false;
+      clearTimeout(visitingTimer);
     }
     // A visit may still be finishing; Turbo skips refreshes during a visit, and the
     // page it renders was fetched after the held refresh arrived.
@@ -452,7 +475,7 @@ class TurboModelStreamSource extends HTMLElement {
   }
 
   receive(html) {
-    if (isRefresh(html) && (submissions.size > 0 || awaitingRender)) {
+    if (isRefresh(html) && holdingRefreshes()) {
       heldRefreshes.push(() => this.receive(html));
       return;
     }
