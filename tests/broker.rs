@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use turbo_model::{Redis, Turbo};
+use turbo_model::Turbo;
+use turbo_model::backend::Redis;
 use turbo_model_tests::redis_server::TestRedis;
 use turbo_model_tests::standalone::Standalone;
 use turbo_model_tests::ws::{Client, Received};

@@ -241,9 +241,11 @@ async fn refreshes_after_a_gap() -> Result<(), BrowserError> {
     // More broadcasts than a stream keeps (100), then one message saved for real.
     let stream = format!("room:{room}");
     for n in 0..150 {
-        turbo_model_tests::server::turbo()
-            .publish(&stream, format!("<turbo-stream action=\"append\" target=\"nowhere\"><template>{n}</template></turbo-stream>"))
-            .expect("publish");
+        turbo_model_tests::standalone::publish_with(
+            turbo_model_tests::server::turbo(),
+            &stream,
+            &format!("<turbo-stream action=\"append\" target=\"nowhere\"><template>{n}</template></turbo-stream>"),
+        );
     }
     assert_eq!(chat.post_message(room, "saved while away").await, 303);
 
@@ -350,12 +352,11 @@ async fn renamed_and_refresh_arrives(
         ))
         .await
         .expect("rename the room without hooks");
-    turbo_model_tests::server::turbo()
-        .publish(
-            &format!("room:{room}"),
-            r#"<turbo-stream action="refresh"></turbo-stream>"#.to_owned(),
-        )
-        .expect("publish");
+    turbo_model_tests::standalone::publish_with(
+        turbo_model_tests::server::turbo(),
+        &format!("room:{room}"),
+        r#"<turbo-stream action="refresh"></turbo-stream>"#,
+    );
     page.wait_until(
         "the refresh frame to reach the page",
         &format!("return {seq} === arguments[0] + 1"),

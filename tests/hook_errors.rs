@@ -2,7 +2,7 @@
 //! Its own test binary: the policy belongs to the process's installed `Turbo`.
 
 use sea_orm::{ActiveModelTrait, ConnectionTrait, Database, DbErr, EntityTrait, Schema, Set};
-use turbo_model::{HookErrors, ModelStream, Saved, Turbo};
+use turbo_model::{HookErrors, Hook, Saved, Turbo};
 
 mod task {
     use sea_orm::entity::prelude::*;
@@ -23,7 +23,7 @@ mod task {
 
 struct RefusesEmptyTitles;
 
-impl ModelStream for RefusesEmptyTitles {
+impl Hook for RefusesEmptyTitles {
     type Entity = task::Entity;
 
     fn on_save(&self, task: &task::Model, _: Saved) -> turbo_model::Result<()> {

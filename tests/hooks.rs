@@ -8,7 +8,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, Database, DatabaseConnection, EntityTrait,
     ModelTrait, QueryFilter, Schema, Set, Unchanged,
 };
-use turbo_model::{ModelStream, Saved, StreamName, Turbo, context};
+use turbo_model::{Hook, Saved, StreamName, Turbo, context};
 use turbo_model_tests::db::PgDatabase;
 
 mod board {
@@ -91,7 +91,7 @@ fn record(hook: &str, event: &str, note: &note::Model) {
 /// because hooks run in name order (`hooks::AuditNotes` < `hooks::NoteStream`).
 struct NoteStream;
 
-impl ModelStream for NoteStream {
+impl Hook for NoteStream {
     type Entity = note::Entity;
 
     fn on_save(&self, note: &note::Model, saved: Saved) -> turbo_model::Result<()> {
@@ -124,7 +124,7 @@ impl ModelStream for NoteStream {
 
 struct AuditNotes;
 
-impl ModelStream for AuditNotes {
+impl Hook for AuditNotes {
     type Entity = note::Entity;
 
     fn on_save(&self, note: &note::Model, _: Saved) -> turbo_model::Result<()> {
@@ -139,7 +139,7 @@ turbo_model::register!(AuditNotes);
 /// Renders a template that does not exist.
 struct BrokenTemplate;
 
-impl ModelStream for BrokenTemplate {
+impl Hook for BrokenTemplate {
     type Entity = fragile::Entity;
 
     fn on_save(&self, row: &fragile::Model, _: Saved) -> turbo_model::Result<()> {
@@ -153,7 +153,7 @@ impl ModelStream for BrokenTemplate {
 /// Panics.
 struct Panics;
 
-impl ModelStream for Panics {
+impl Hook for Panics {
     type Entity = fragile::Entity;
 
     fn on_save(&self, _: &fragile::Model, _: Saved) -> turbo_model::Result<()> {

@@ -238,7 +238,7 @@ async fn unsubscribe_stops_delivery() {
 async fn subscriptions_per_connection_are_bounded() {
     let server = ChatServer::start().await;
     let mut client = Client::connect(&server.ws_url()).await;
-    let limit = turbo_model::DEFAULT_MAX_SUBSCRIPTIONS;
+    let limit = turbo_model::web::DEFAULT_MAX_SUBSCRIPTIONS;
     for i in 0..limit {
         let token = turbo()
             .sign(&format!("limit-test:{i}"))
@@ -303,7 +303,7 @@ async fn a_named_stream_carries_broadcasts_from_code_outside_the_orm() {
     let mut client = Client::connect(&server.ws_url()).await;
     client.subscribe(&token).await;
 
-    turbo_model::stream(name.as_str())
+    turbo_model::stream(name.as_str()).expect("a valid stream name")
         .action(
             turbo_model::Action::Replace,
             Some(turbo_model::Content::text("shipped & paid")),
@@ -311,7 +311,7 @@ async fn a_named_stream_carries_broadcasts_from_code_outside_the_orm() {
         .target("order-status")
         .send()
         .expect("sent");
-    turbo_model::stream(name.as_str())
+    turbo_model::stream(name.as_str()).expect("a valid stream name")
         .refresh()
         .morph()
         .preserve_scroll()

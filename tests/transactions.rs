@@ -10,7 +10,7 @@ use sea_orm::{
     TransactionTrait,
 };
 use turbo_model::testing::{Broadcasts, capture};
-use turbo_model::{Action, Db, ModelStream, Saved, Turbo, context};
+use turbo_model::{Action, Db, Hook, Saved, Turbo, context};
 use turbo_model_tests::db::PgDatabase;
 
 mod item {
@@ -34,11 +34,11 @@ mod item {
 /// Appends each saved item to its list's stream.
 struct ItemStream;
 
-impl ModelStream for ItemStream {
+impl Hook for ItemStream {
     type Entity = item::Entity;
 
     fn on_save(&self, item: &item::Model, _: Saved) -> turbo_model::Result<()> {
-        turbo_model::stream(format!("list:{}", item.list))
+        turbo_model::stream(format!("list:{}", item.list)).expect("a valid stream name")
             .append("item.html", context! { item })
             .target("items")
             .send()
@@ -239,7 +239,7 @@ async fn the_whole_contract(db: Db, label: &str) {
     });
     assert!(task.await.expect_err("the task panicked").is_panic());
     // A broadcast of the same stream made afterwards arrives first: nothing came before.
-    turbo_model::stream(panic_stream.as_str())
+    turbo_model::stream(panic_stream.as_str()).expect("a valid stream name")
         .remove()
         .target("marker")
         .send()

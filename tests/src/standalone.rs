@@ -2,7 +2,7 @@
 //! router on an ephemeral loopback port: for delivery tests that need their own limits,
 //! history or shutdown, apart from the process's installed one.
 
-use turbo_model::{Builder, Turbo};
+use turbo_model::{Action, Builder, Content, StreamAction, Turbo};
 
 /// A running router of one `Turbo`.
 pub struct Standalone {
@@ -62,16 +62,63 @@ impl Standalone {
             .unwrap_or_else(|e| panic!("sign {stream}: {e}"))
     }
 
-    /// Publishes raw HTML to `stream`.
+    /// Publishes to `stream` the broadcast whose element is `html`.
     ///
     /// # Panics
     ///
-    /// If publishing fails.
+    /// If `html` is not an element [`action_of`] reads, or publishing fails.
     pub fn publish(&self, stream: &str, html: &str) {
-        self.turbo
-            .publish(stream, html.to_owned())
-            .unwrap_or_else(|e| panic!("publish: {e}"));
+        publish_with(&self.turbo, stream, html);
     }
+}
+
+/// Publishes through `turbo`, to `stream`, the broadcast whose element is `html`.
+///
+/// # Panics
+///
+/// If `html` is not an element [`action_of`] reads, or publishing fails.
+pub fn publish_with(turbo: &Turbo, stream: &str, html: &str) {
+    turbo_model::stream(stream)
+        .unwrap_or_else(|e| panic!("stream {stream}: {e}"))
+        .broadcast(action_of(html))
+        .debounce(std::time::Duration::ZERO)
+        .send_with(turbo)
+        .unwrap_or_else(|e| panic!("publish: {e}"));
+}
+
+/// The action whose element is `html`, one of the shapes the tests send:
+/// `<turbo-stream action="A" target="T"><template>CONTENT</template></turbo-stream>`, or
+/// an action without target and content (`refresh`).
+///
+/// # Panics
+///
+/// If `html` has another shape.
+pub fn action_of(html: &str) -> StreamAction {
+    let attribute = |name: &str| {
+        html.split(&format!(" {name}=\""))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+    };
+    let action = match attribute("action") {
+        Some("append") => Action::Append,
+        Some("prepend") => Action::Prepend,
+        Some("replace") => Action::Replace,
+        Some("update") => Action::Update,
+        Some("remove") => Action::Remove,
+        Some("refresh") => Action::Refresh,
+        other => panic!("unknown action {other:?} in {html}"),
+    };
+    let content = html
+        .split_once("<template>")
+        .and_then(|(_, rest)| rest.rsplit_once("</template>"))
+        .map(|(content, _)| Content::html(content));
+    let mut made = StreamAction::new(action, content);
+    if let Some(target) = attribute("target") {
+        made = made.target(target);
+    }
+    let rendered = made.to_html().unwrap_or_else(|e| panic!("{html}: {e}"));
+    assert_eq!(rendered, html, "the action renders as the element it was read from");
+    made
 }
 
 impl Drop for Standalone {

@@ -125,9 +125,11 @@ fn refreshes(model: &Model<'_>) -> TokenStream {
         impl BroadcastsRefreshes {
             fn refresh(model: &#ident, created: bool) -> ::turbo_model::Result<()> {
                 if created {
-                    ::turbo_model::stream(<Entity as ::turbo_model::StreamEntity>::stream_prefix())
-                        .refresh()
-                        .send()?;
+                    ::turbo_model::__private::collection_stream(
+                        <Entity as ::turbo_model::StreamEntity>::stream_prefix(),
+                    )
+                    .refresh()
+                    .send()?;
                 } else {
                     model.stream().refresh().send()?;
                 }
@@ -136,7 +138,7 @@ fn refreshes(model: &Model<'_>) -> TokenStream {
             }
         }
 
-        impl ::turbo_model::ModelStream for BroadcastsRefreshes {
+        impl ::turbo_model::Hook for BroadcastsRefreshes {
             type Entity = Entity;
 
             fn on_save(&self, model: &#ident, saved: ::turbo_model::Saved) -> ::turbo_model::Result<()> {

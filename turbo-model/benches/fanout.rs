@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde::Serialize;
-use turbo_model::{Content, StreamName, Turbo, context, stream};
+use turbo_model::{Action, Content, StreamAction, StreamName, Turbo, context, stream};
 
 #[derive(Serialize)]
 struct Message {
@@ -52,13 +52,11 @@ fn render(c: &mut Criterion) {
     c.bench_function("render", |b| {
         b.iter(|| {
             let message = message();
-            stream("room:1")
-                .action(
-                    turbo_model::Action::Append,
-                    Some(Content::template("message.html", context! { message })),
+            turbo
+                .render_action(
+                    &StreamAction::append(Content::template("message.html", context! { message }))
+                        .target("messages"),
                 )
-                .target("messages")
-                .to_html_with(Some(&turbo))
                 .expect("renders")
         });
     });
@@ -67,11 +65,10 @@ fn render(c: &mut Criterion) {
 fn publish(c: &mut Criterion) {
     let turbo = turbo();
     let message = message();
-    let html = stream("room:1")
-        .append("message.html", context! { message })
-        .target("messages")
-        .to_html_with(Some(&turbo))
+    let html = turbo
+        .render("message.html", &context! { message })
         .expect("renders");
+    let room_stream = stream("room:1").expect("valid");
     let room = StreamName::new("room:1").expect("valid");
     let mut group = c.benchmark_group("publish");
     for n in [1usize, 100, 10_000] {
@@ -87,8 +84,10 @@ fn publish(c: &mut Criterion) {
                 let mut timed = Duration::ZERO;
                 for _ in 0..iterations {
                     let start = Instant::now();
-                    turbo
-                        .publish("room:1", black_box(html.clone()))
+                    room_stream
+                        .action(Action::Append, Some(Content::html(black_box(html.clone()))))
+                        .target("messages")
+                        .send_with(&turbo)
                         .expect("publishes");
                     timed += start.elapsed();
                     for connection in &mut connections {

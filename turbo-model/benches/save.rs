@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, Database, DatabaseConnection, Schema, Set};
-use turbo_model::{ModelStream, Saved, Turbo, context};
+use turbo_model::{Hook, Saved, Turbo, context};
 
 mod plain {
     use sea_orm::entity::prelude::*;
@@ -47,12 +47,12 @@ mod live {
 
 struct LiveMessages;
 
-impl ModelStream for LiveMessages {
+impl Hook for LiveMessages {
     type Entity = live::Entity;
 
     fn on_save(&self, message: &live::Model, saved: Saved) -> turbo_model::Result<()> {
         if saved.created {
-            turbo_model::stream(format!("room:{}", message.room_id))
+            turbo_model::stream(format!("room:{}", message.room_id))?
                 .append("message.html", context! { message })
                 .target("messages")
                 .send()?;

@@ -1,16 +1,20 @@
-//! Turbo Stream actions and the `<turbo-stream>` element they become.
+//! Turbo Stream actions as data: what to do, to which elements, with what markup.
 //!
-//! A [`Broadcast`] is one action for one stream: what to do (`append`, `remove`, …),
-//! which element (`target` id or `targets` CSS selector) and, for actions that insert
-//! markup, the [`Content`]. [`Broadcast::send`] renders the content once, wraps it in a
-//! `<turbo-stream>` element and publishes it; every subscriber receives the same bytes.
+//! A [`StreamAction`] is one `<turbo-stream>` element before it is rendered: the action
+//! (`append`, `remove`, …), the addressed element (`target` id or `targets` CSS selector)
+//! and, for actions that insert markup, the [`Content`]. It has no stream: sent to a
+//! stream it becomes a [`Broadcast`](crate::Broadcast); returned from a handler it is
+//! part of a [`TurboStream`](crate::response::TurboStream) response.
+//!
+//! This module only describes and writes elements; rendering templates is the
+//! [`Turbo`](crate::Turbo)'s job.
 //!
 //! ```
-//! use turbo_model::{Action, Broadcast, Content};
+//! use turbo_model::{Content, StreamAction};
 //!
-//! let html = Broadcast::new("room:1", Action::Append, Some(Content::html("<li>hi</li>")))
+//! let html = StreamAction::append(Content::html("<li>hi</li>"))
 //!     .target("messages")
-//!     .to_html_with(None)
+//!     .to_html()
 //!     .unwrap();
 //! assert_eq!(
 //!     html,
@@ -19,14 +23,8 @@
 //! ```
 
 use std::fmt;
-use std::time::Duration;
 
 use tera::Context;
-
-use crate::dispatch::{self, Outgoing};
-use crate::error::{Error, Result};
-use crate::stream::StreamName;
-use crate::turbo::Turbo;
 
 /// The eight actions of Turbo 8 streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -142,61 +140,60 @@ impl Content {
         Self::Html(html)
     }
 
-    /// Renders the content: once per broadcast, whatever the number of subscribers.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotInstalled`] for a template or component when `turbo` is `None`;
-    /// [`Error::Render`] naming the template and line when Tera fails.
-    pub fn render(&self, turbo: Option<&Turbo>) -> Result<String> {
+    /// The template or component this content renders, if any: the name a user has to
+    /// open when rendering fails.
+    pub fn template_name(&self) -> Option<&str> {
         match self {
-            Self::Html(html) => Ok(html.clone()),
-            Self::Template { name, context } => {
-                turbo.ok_or(Error::NotInstalled)?.render(name, context)
-            }
-            Self::Component { name, context } => turbo
-                .ok_or(Error::NotInstalled)?
-                .render_component(name, context),
+            Self::Template { name, .. } | Self::Component { name, .. } => Some(name),
+            Self::Html(_) => None,
         }
     }
 }
 
 /// How a `refresh`, `replace` or `update` applies the new markup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Method {
+pub(crate) enum Method {
     /// Turbo's default: swap the markup in.
     #[default]
     Replace,
-    /// Morph the existing DOM into the new markup (`method="morph"`), keeping focus and
-    /// form state where elements survive.
+    /// Morph the existing DOM into the new markup (`method="morph"`).
     Morph,
 }
 
-/// One action for one stream, waiting to be sent.
+/// One Turbo Stream action, not yet rendered and not addressed to any stream.
 ///
-/// Build it from a [`Stream`](crate::Stream) (`room.stream().append(...)`) and finish
-/// with [`send`](Self::send).
+/// Make one with the constructor named after the action, address it with
+/// [`target`](Self::target) or [`targets`](Self::targets), then either send it to a
+/// stream ([`Stream::send`](crate::Stream::send), or the shortcuts on
+/// [`Stream`](crate::Stream)) or put it in a
+/// [`TurboStream`](crate::response::TurboStream) response.
 #[derive(Clone, Debug)]
-#[must_use = "a broadcast does nothing until `.send()` is called"]
-pub struct Broadcast {
-    stream: String,
+#[must_use = "an action does nothing until it is sent or returned in a response"]
+pub struct StreamAction {
     action: Action,
     target: Option<Target>,
     content: Option<Content>,
     method: Method,
     preserve_scroll: bool,
     request_id: Option<String>,
-    to_others: bool,
-    debounce: Option<Duration>,
 }
 
-impl Broadcast {
-    /// An action for `stream`. `content` is ignored by actions that insert nothing
-    /// (`remove`, `refresh`).
-    pub fn new(stream: impl Into<String>, action: Action, content: Option<Content>) -> Self {
+macro_rules! content_actions {
+    ($($(#[$doc:meta])* $method:ident => $action:ident;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $method(content: Content) -> Self {
+                Self::new($crate::action::Action::$action, Some(content))
+            }
+        )*
+    };
+}
+
+impl StreamAction {
+    /// Any action. `content` is ignored by actions that insert nothing (`remove`,
+    /// `refresh`).
+    pub fn new(action: Action, content: Option<Content>) -> Self {
         Self {
-            stream: stream.into(),
             action,
             target: None,
             content: if action.takes_content() {
@@ -207,9 +204,32 @@ impl Broadcast {
             method: Method::Replace,
             preserve_scroll: false,
             request_id: None,
-            to_others: false,
-            debounce: None,
         }
+    }
+
+    content_actions! {
+        /// Appends `content` to the target's children.
+        append => Append;
+        /// Prepends `content` to the target's children.
+        prepend => Prepend;
+        /// Replaces the target element with `content`.
+        replace => Replace;
+        /// Replaces the target's children with `content`.
+        update => Update;
+        /// Inserts `content` before the target element.
+        before => Before;
+        /// Inserts `content` after the target element.
+        after => After;
+    }
+
+    /// Removes the target element.
+    pub fn remove() -> Self {
+        Self::new(Action::Remove, None)
+    }
+
+    /// Asks the page to reload itself; add [`morph`](Self::morph) to morph.
+    pub fn refresh() -> Self {
+        Self::new(Action::Refresh, None)
     }
 
     /// Addresses the element with this `id`.
@@ -238,33 +258,11 @@ impl Broadcast {
 
     /// Marks a `refresh` with the id of the request that caused it (`request-id`): the
     /// page that made that request does not refresh itself. Inside
-    /// [`request_scope`](crate::web::request_scope) this is set from the request's
+    /// [`request_scope`](crate::request::request_scope) this is set from the request's
     /// `X-Turbo-Request-Id` unless given here.
     pub fn request_id(mut self, id: impl Into<String>) -> Self {
         self.request_id = Some(id.into());
         self
-    }
-
-    /// Leaves out the page that made the current request (its stream connection, as
-    /// [`request_scope`](crate::web::request_scope) found it): that page gets the change
-    /// in its HTTP response instead, and must not get it twice. Outside a request, or
-    /// for a request from a page without a connection, everyone gets it.
-    pub fn to_others(mut self) -> Self {
-        self.to_others = true;
-        self
-    }
-
-    /// For `refresh`: how long to wait for more refreshes of the same stream, sending
-    /// only the last; default [`Builder::refresh_debounce`](crate::Builder::refresh_debounce)
-    /// (500 ms). `Duration::ZERO` sends at once.
-    pub fn debounce(mut self, window: Duration) -> Self {
-        self.debounce = Some(window);
-        self
-    }
-
-    /// The stream this broadcast goes to.
-    pub fn stream(&self) -> &str {
-        &self.stream
     }
 
     /// The action.
@@ -277,24 +275,42 @@ impl Broadcast {
         self.target.as_ref()
     }
 
-    /// Renders the `<turbo-stream>` element with the installed [`Turbo`]'s templates.
-    ///
-    /// # Errors
-    ///
-    /// As [`to_html_with`](Self::to_html_with).
-    pub fn to_html(&self) -> Result<String> {
-        self.to_html_with(Turbo::global())
+    /// The markup to insert, if the action takes any.
+    pub fn content(&self) -> Option<&Content> {
+        self.content.as_ref()
     }
 
-    /// Renders the `<turbo-stream>` element, using `turbo`'s templates for content.
-    /// Attribute values are escaped; rendered content is used as it is.
+    /// The request id a `refresh` carries, if set.
+    pub(crate) fn request_id_ref(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+
+    /// Renders the element when its content needs no template: [`Content::html`],
+    /// [`Content::text`], or an action without content.
     ///
     /// # Errors
     ///
-    /// [`Error::MissingTarget`] when an element-addressing action has no target;
-    /// rendering errors from [`Content::render`].
-    pub fn to_html_with(&self, turbo: Option<&Turbo>) -> Result<String> {
-        let mut html = String::with_capacity(96);
+    /// [`Error::MissingTarget`](crate::Error::MissingTarget) when an element-addressing
+    /// action has no target; [`Error::NotInstalled`](crate::Error::NotInstalled) when the
+    /// content is a template or a component (render it with
+    /// [`Turbo::render_action`](crate::Turbo::render_action)).
+    pub fn to_html(&self) -> Result<String, crate::error::Error> {
+        match &self.content {
+            Some(Content::Html(html)) => self.element(Some(html), None),
+            Some(_) => Err(crate::error::Error::NotInstalled),
+            None => self.element(None, None),
+        }
+    }
+
+    /// The `<turbo-stream>` element with `rendered` as its content (the content already
+    /// rendered). Attribute values are escaped; `rendered` is used as it is. `stream`
+    /// names the stream in errors.
+    pub(crate) fn element(
+        &self,
+        rendered: Option<&str>,
+        stream: Option<&str>,
+    ) -> Result<String, crate::error::Error> {
+        let mut html = String::with_capacity(96 + rendered.map_or(0, str::len));
         html.push_str(r#"<turbo-stream action=""#);
         html.push_str(self.action.as_str());
         html.push('"');
@@ -302,9 +318,9 @@ impl Broadcast {
             (Some(Target::Id(id)), true) => push_attribute(&mut html, "target", id),
             (Some(Target::Selector(css)), true) => push_attribute(&mut html, "targets", css),
             (None, true) => {
-                return Err(Error::MissingTarget {
-                    stream: self.stream.clone(),
-                    action: self.action,
+                return Err(crate::error::Error::MissingTarget {
+                    stream: stream.map(str::to_owned),
+                    action: self.action.as_str(),
                 });
             }
             (_, false) => {}
@@ -320,74 +336,24 @@ impl Broadcast {
         if self.preserve_scroll && self.action == Action::Refresh {
             push_attribute(&mut html, "scroll", "preserve");
         }
-        if self.action == Action::Refresh {
-            let from_request = || dispatch::request_context().and_then(|c| c.request_id);
-            if let Some(id) = self.request_id.clone().or_else(from_request) {
-                push_attribute(&mut html, "request-id", &id);
-            }
+        if self.action == Action::Refresh
+            && let Some(id) = &self.request_id
+        {
+            push_attribute(&mut html, "request-id", id);
         }
         html.push('>');
-        if let Some(content) = &self.content {
-            let rendered = content.render(turbo)?;
+        if self.action.takes_content() {
             html.push_str("<template>");
-            html.push_str(&rendered);
+            html.push_str(rendered.unwrap_or_default());
             html.push_str("</template>");
-        } else if self.action.takes_content() {
-            html.push_str("<template></template>");
         }
         html.push_str("</turbo-stream>");
         Ok(html)
     }
-
-    /// Renders once and publishes to every subscriber of the stream through the
-    /// installed [`Turbo`]. Inside a [`Transaction`](crate::Transaction) the broadcast
-    /// waits for COMMIT; inside [`suppress`](crate::suppress) it is dropped; a `refresh`
-    /// waits for its [`debounce`](Self::debounce) window.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotInstalled`] when no [`Turbo`] is installed; rendering errors; stream
-    /// name and backend errors from [`Turbo::publish`].
-    pub fn send(self) -> Result<()> {
-        let turbo = Turbo::global().ok_or(Error::NotInstalled)?;
-        self.send_with(turbo)
-    }
-
-    /// As [`send`](Self::send), through a given [`Turbo`] instead of the installed one.
-    ///
-    /// # Errors
-    ///
-    /// As [`send`](Self::send).
-    pub fn send_with(self, turbo: &Turbo) -> Result<()> {
-        if dispatch::is_suppressed() {
-            turbo.count_suppressed();
-            return Ok(());
-        }
-        let stream = StreamName::new(self.stream.as_str())?;
-        let html = self.to_html_with(Some(turbo))?;
-        let exclude = if self.to_others {
-            dispatch::request_context().and_then(|c| c.connection)
-        } else {
-            None
-        };
-        let debounce = match self.action {
-            Action::Refresh => self.debounce.unwrap_or(turbo.refresh_debounce()),
-            _ => Duration::ZERO,
-        };
-        dispatch::submit(Outgoing {
-            turbo: turbo.clone(),
-            stream,
-            action: self.action,
-            target: self.target,
-            html,
-            exclude,
-            debounce,
-        })
-    }
 }
 
 /// Appends ` name="value"` with the value escaped for a double-quoted attribute.
-fn push_attribute(html: &mut String, name: &str, value: &str) {
+pub(crate) fn push_attribute(html: &mut String, name: &str, value: &str) {
     html.push(' ');
     html.push_str(name);
     html.push_str("=\"");
@@ -412,9 +378,10 @@ pub(crate) fn push_escaped(out: &mut String, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
-    fn html(b: &Broadcast) -> String {
-        b.to_html_with(None).expect("renders")
+    fn html(a: &StreamAction) -> String {
+        a.to_html().expect("renders")
     }
 
     #[test]
@@ -427,9 +394,9 @@ mod tests {
             (Action::Before, "before"),
             (Action::After, "after"),
         ] {
-            let b = Broadcast::new("s", action, Some(Content::html("<b>x</b>"))).target("t");
+            let a = StreamAction::new(action, Some(Content::html("<b>x</b>"))).target("t");
             assert_eq!(
-                html(&b),
+                html(&a),
                 format!(
                     r#"<turbo-stream action="{name}" target="t"><template><b>x</b></template></turbo-stream>"#
                 )
@@ -439,92 +406,91 @@ mod tests {
 
     #[test]
     fn remove_has_no_template_and_ignores_content() {
-        let b = Broadcast::new("s", Action::Remove, Some(Content::html("x"))).target("message-7");
+        let a = StreamAction::new(Action::Remove, Some(Content::html("x"))).target("message-7");
         assert_eq!(
-            html(&b),
+            html(&a),
             r#"<turbo-stream action="remove" target="message-7"></turbo-stream>"#
         );
     }
 
     #[test]
     fn targets_selector_is_escaped() {
-        let b = Broadcast::new("s", Action::Remove, None).targets(r#"li[data-x="a&b"]"#);
+        let a = StreamAction::remove().targets(r#"li[data-x="a&b"]"#);
         assert_eq!(
-            html(&b),
+            html(&a),
             r#"<turbo-stream action="remove" targets="li[data-x=&quot;a&amp;b&quot;]"></turbo-stream>"#
         );
     }
 
     #[test]
     fn target_cannot_break_out_of_its_attribute() {
-        let b = Broadcast::new("s", Action::Update, Some(Content::text("<i>")))
+        let a = StreamAction::update(Content::text("<i>"))
             .target(r#""><script>alert(1)</script>"#);
         assert_eq!(
-            html(&b),
+            html(&a),
             r#"<turbo-stream action="update" target="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"><template>&lt;i&gt;</template></turbo-stream>"#
         );
     }
 
     #[test]
     fn refresh_with_morph_and_scroll() {
-        let b = Broadcast::new("s", Action::Refresh, None)
-            .morph()
-            .preserve_scroll();
+        let a = StreamAction::refresh().morph().preserve_scroll();
         assert_eq!(
-            html(&b),
+            html(&a),
             r#"<turbo-stream action="refresh" method="morph" scroll="preserve"></turbo-stream>"#
         );
-        let plain = Broadcast::new("s", Action::Refresh, None);
         assert_eq!(
-            html(&plain),
+            html(&StreamAction::refresh()),
             r#"<turbo-stream action="refresh"></turbo-stream>"#
+        );
+        assert_eq!(
+            html(&StreamAction::refresh().request_id("r-1")),
+            r#"<turbo-stream action="refresh" request-id="r-1"></turbo-stream>"#
         );
     }
 
     #[test]
     fn replace_can_morph_but_append_cannot() {
-        let b = Broadcast::new("s", Action::Replace, Some(Content::html("<p id=x></p>")))
-            .target("x")
-            .morph();
-        assert_eq!(
-            html(&b),
-            r#"<turbo-stream action="replace" target="x" method="morph"><template><p id=x></p></template></turbo-stream>"#
-        );
-        let a = Broadcast::new("s", Action::Append, Some(Content::html("y")))
+        let a = StreamAction::replace(Content::html("<p id=x></p>"))
             .target("x")
             .morph();
         assert_eq!(
             html(&a),
+            r#"<turbo-stream action="replace" target="x" method="morph"><template><p id=x></p></template></turbo-stream>"#
+        );
+        let b = StreamAction::append(Content::html("y")).target("x").morph();
+        assert_eq!(
+            html(&b),
             r#"<turbo-stream action="append" target="x"><template>y</template></turbo-stream>"#
         );
     }
 
     #[test]
     fn missing_target_names_stream_and_action() {
-        let b = Broadcast::new("room:9", Action::Append, Some(Content::html("x")));
-        let err = b.to_html_with(None).expect_err("no target");
+        let a = StreamAction::append(Content::html("x"));
+        let err = a.element(Some("x"), Some("room:9")).expect_err("no target");
         assert_eq!(
             err.to_string(),
             "`append` broadcast on stream `room:9` needs a target: call `.target(\"element-id\")` or `.targets(\"css selector\")`"
         );
+        let err = a.to_html().expect_err("no target");
+        assert_eq!(
+            err.to_string(),
+            "`append` action needs a target: call `.target(\"element-id\")` or `.targets(\"css selector\")`"
+        );
     }
 
     #[test]
-    fn template_content_without_turbo_is_not_installed() {
-        let b = Broadcast::new(
-            "s",
-            Action::Append,
-            Some(Content::template("a.html", Context::new())),
-        )
-        .target("t");
-        assert!(matches!(b.to_html_with(None), Err(Error::NotInstalled)));
+    fn template_content_needs_a_turbo() {
+        let a = StreamAction::append(Content::template("a.html", Context::new())).target("t");
+        assert!(matches!(a.to_html(), Err(Error::NotInstalled)));
     }
 
     #[test]
     fn content_action_without_content_sends_an_empty_template() {
-        let b = Broadcast::new("s", Action::Update, None).target("t");
+        let a = StreamAction::new(Action::Update, None).target("t");
         assert_eq!(
-            html(&b),
+            html(&a),
             r#"<turbo-stream action="update" target="t"><template></template></turbo-stream>"#
         );
     }

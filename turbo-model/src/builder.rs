@@ -7,18 +7,25 @@ use std::time::Duration;
 
 use axum::http::request::Parts;
 
-use crate::backend::{Backend, InProcess};
-use crate::dispatch::Debouncer;
+use crate::backend::{Backend, InProcess, REDIS_ENV};
 use crate::error::{Error, Result};
-use crate::hooks::HookErrors;
-use crate::hub::{Hub, HubSettings};
+use crate::hub::{Feed, Hub, HubSettings};
 use crate::metrics::Metrics;
-use crate::signing::Signer;
-use crate::stream::StreamName;
+use crate::name::StreamName;
+use crate::signing::{SECRET_ENV, Signer};
 use crate::templates::{self, Endpoints, Templates};
-use crate::turbo::{Authorizer, GLOBAL, Inner, SECRET_ENV, Settings, Turbo};
-use crate::web::AllowedOrigins;
-use crate::web::socket::InboundRate;
+use crate::turbo::{GLOBAL, HookErrors, Settings, Turbo};
+use crate::web::{
+    self, AllowedOrigins, Authorizer, DEFAULT_HEARTBEAT, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_PATH,
+    InboundRate, Refusal, Service,
+};
+
+impl Turbo {
+    /// Starts configuring a [`Turbo`].
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+}
 
 /// Configures a [`Turbo`]: templates, secret, limits.
 #[derive(Default)]
@@ -48,12 +55,6 @@ impl std::fmt::Debug for Builder {
     }
 }
 
-/// Default limit on streams per connection.
-pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 100;
-/// Default mount point of the router.
-pub const DEFAULT_PATH: &str = "/turbo-model";
-/// Default interval of heartbeats on stream connections.
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(25);
 
 impl Builder {
     /// Loads every template below `dir` (see [the naming rule](crate#templates)).
@@ -163,13 +164,16 @@ impl Builder {
     ///     .install()?;
     /// # Ok(()) }
     /// ```
-    pub fn authorize<F, Fut>(mut self, authorize: F) -> Self
+    pub fn authorize<F, Fut, R>(mut self, authorize: F) -> Self
     where
         F: Fn(Arc<Parts>, StreamName) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = std::result::Result<(), R>> + Send + 'static,
+        R: Into<Refusal>,
     {
+        let authorize = Arc::new(authorize);
         self.authorizer = Some(Arc::new(move |request, stream| {
-            Box::pin(authorize(request, stream))
+            let decision = authorize(request, stream);
+            Box::pin(async move { decision.await.map_err(Into::into) })
         }));
         self
     }
@@ -222,47 +226,37 @@ impl Builder {
         let endpoints = Endpoints {
             socket: format!("{path}/ws"),
             events: format!("{path}/sse"),
-            client: format!("{path}/client.js"),
+            client: web::client_path(&path),
         };
-        let hub = Arc::new(Hub::new(self.hub, metrics.clone()));
         let backend = match self.backend {
             Some(backend) => backend,
             None => default_backend()?,
         };
-        let templates = Templates::build(
-            sources,
-            signer.clone(),
-            endpoints,
-            Arc::clone(&hub),
+        let templates = Templates::build(sources, signer.clone(), endpoints, Arc::clone(&metrics))?;
+        let hub = Arc::new(Hub::new(self.hub, Arc::clone(&metrics), backend.numbering()));
+        backend.start(Feed::new(Arc::clone(&hub)))?;
+        let service = Service::new(
+            hub,
             Arc::clone(&backend),
-            metrics.clone(),
-        )?;
+            signer,
+            web::Settings {
+                path,
+                max_subscriptions: self.max_subscriptions.unwrap_or(DEFAULT_MAX_SUBSCRIPTIONS),
+                heartbeat: self
+                    .heartbeat
+                    .unwrap_or(DEFAULT_HEARTBEAT)
+                    .max(Duration::from_millis(10)),
+                inbound_rate: self.inbound_rate,
+                origins: self.origins,
+            },
+            self.authorizer,
+            Arc::clone(&metrics),
+        );
         let settings = Settings {
             hook_errors: self.hook_errors,
-            max_subscriptions: self.max_subscriptions.unwrap_or(DEFAULT_MAX_SUBSCRIPTIONS),
-            heartbeat: self
-                .heartbeat
-                .unwrap_or(DEFAULT_HEARTBEAT)
-                .max(Duration::from_millis(10)),
-            inbound_rate: self.inbound_rate,
-            origins: self.origins,
             refresh_debounce: self.refresh_debounce.unwrap_or(Duration::from_millis(500)),
-            path,
         };
-        backend.start(Arc::clone(&hub))?;
-        Ok(Turbo {
-            inner: Arc::new(Inner {
-                templates,
-                signer,
-                hub,
-                backend,
-                metrics,
-                settings,
-                shutdown: tokio::sync::watch::Sender::new(false),
-                debouncer: Debouncer::default(),
-                authorizer: self.authorizer,
-            }),
-        })
+        Ok(Turbo::new(templates, service, backend, metrics, settings))
     }
 
     /// Builds and installs the [`Turbo`] for this process; returns a handle to it.
@@ -282,9 +276,6 @@ impl Builder {
     }
 }
 
-/// The environment variable naming a Redis server to use as the backend (with the
-/// `redis` feature).
-pub const REDIS_ENV: &str = "TURBO_MODEL_REDIS_URL";
 
 /// [`InProcess`], or Redis when `TURBO_MODEL_REDIS_URL` is set and the `redis` feature on.
 fn default_backend() -> Result<Arc<dyn Backend>> {
@@ -299,7 +290,7 @@ fn default_backend() -> Result<Arc<dyn Backend>> {
              broadcasts stay in this process"
         );
     }
-    Ok(Arc::new(InProcess))
+    Ok(Arc::new(InProcess::default()))
 }
 
 /// `/turbo-model/` and `turbo-model` both become `/turbo-model`; `/` becomes ``.

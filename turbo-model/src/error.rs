@@ -1,22 +1,23 @@
-//! The crate's one error type.
+//! The crate's one error type, and the refusal of a stream token.
 
 use std::path::PathBuf;
-
-use crate::action::Action;
-use crate::signing::TokenError;
 
 /// Shorthand for `Result<T, turbo_model::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A boxed error from another crate or from application code.
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Everything that can go wrong between a saved row and a browser.
 ///
 /// Variants carry the names a user needs to find the problem: the template, the stream,
-/// the entity and the hook.
+/// the entity and the hook. Errors from Tera, Redis and the operating system are kept as
+/// [`source`](std::error::Error::source)s.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// No [`Turbo`](crate::Turbo) was installed in this process, so a broadcast has nowhere
-    /// to go and no templates to render with.
+    /// No [`Turbo`](crate::Turbo) is installed in this process (nor in scope), so a
+    /// broadcast has nowhere to go and no templates to render with.
     #[error(
         "turbo-model is not installed: call `Turbo::builder()...install()` at start-up, \
          before saving models or sending broadcasts"
@@ -44,15 +45,19 @@ pub enum Error {
         template: String,
         /// What is wrong and where, with the line number.
         message: String,
+        /// Tera's error, when Tera found it.
+        #[source]
+        source: Option<tera::Error>,
     },
 
     /// Rendering a template or component failed.
-    #[error("rendering `{template}` failed: {message}")]
+    #[error("rendering `{template}` failed: {source}")]
     Render {
         /// The template or component name.
         template: String,
         /// Tera's report, naming the line where rendering stopped.
-        message: String,
+        #[source]
+        source: tera::Error,
     },
 
     /// A stream name is empty or too long.
@@ -68,16 +73,17 @@ pub enum Error {
     #[error("stream token refused: {0}")]
     InvalidToken(#[from] TokenError),
 
-    /// An action that addresses elements was sent without `target` or `targets`.
+    /// An action that addresses elements was made without `target` or `targets`.
     #[error(
-        "`{action}` broadcast on stream `{stream}` needs a target: \
-         call `.target(\"element-id\")` or `.targets(\"css selector\")`"
+        "`{action}` {} needs a target: \
+         call `.target(\"element-id\")` or `.targets(\"css selector\")`",
+        match stream { Some(stream) => format!("broadcast on stream `{stream}`"), None => "action".to_owned() }
     )]
     MissingTarget {
-        /// The stream the broadcast was for.
-        stream: String,
-        /// The action that needs a target.
-        action: Action,
+        /// The stream the broadcast was for; `None` for an action in an HTTP response.
+        stream: Option<String>,
+        /// The action that needs a target (`append`, `remove`, …).
+        action: &'static str,
     },
 
     /// The secret used to sign stream names is unusable.
@@ -96,18 +102,23 @@ pub enum Error {
         source: Box<Error>,
     },
 
-    /// The delivery backend could not take the broadcast.
-    #[error("backend could not publish to stream `{stream}`: {message}")]
+    /// The delivery backend could not take the broadcast, or could not start.
+    #[error("backend could not {action} (stream `{stream}`): {message}")]
     Backend {
-        /// The stream the broadcast was for.
+        /// What the backend was doing: `publish`, `start`, `resume`.
+        action: &'static str,
+        /// The stream concerned, or `-`.
         stream: String,
-        /// What the backend reported.
+        /// What went wrong.
         message: String,
+        /// The broker client's error, if there was one.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// An error from the application's own code, wrapped with [`Error::other`].
     #[error(transparent)]
-    Other(Box<dyn std::error::Error + Send + Sync + 'static>),
+    Other(BoxError),
 }
 
 impl Error {
@@ -121,7 +132,7 @@ impl Error {
     /// }
     /// # hook_body().unwrap();
     /// ```
-    pub fn other(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+    pub fn other(error: impl Into<BoxError>) -> Self {
         Self::Other(error.into())
     }
 
@@ -133,6 +144,44 @@ impl Error {
             _ => None,
         }
     }
+
+    /// A backend error without an underlying error.
+    pub(crate) fn backend(
+        action: &'static str,
+        stream: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Backend {
+            action,
+            stream: stream.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+/// Why a stream token was refused. The message is safe to show to the client.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The token was empty.
+    #[error("the token is empty")]
+    Empty,
+    /// The token is longer than [`MAX_TOKEN_LEN`](crate::signing::MAX_TOKEN_LEN).
+    #[error("the token is {len} bytes long; at most {max} are accepted")]
+    TooLong {
+        /// The token's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The token is not of the form `name.signature` in base64url.
+    #[error("the token is malformed: {0}")]
+    Malformed(&'static str),
+    /// The signature does not match the name: tampered, truncated, or signed with
+    /// another secret.
+    #[error("the token's signature does not match its stream name")]
+    BadSignature,
 }
 
 /// `text` with control characters escaped (`\n`, `\u{1b}`, …): messages that quote

@@ -11,8 +11,8 @@ use sea_orm::{
     IntoActiveModel, Iterable, PrimaryKeyToColumn, QueryFilter, TryIntoModel,
 };
 
-use crate::dispatch;
 use crate::hooks::{self, Saved};
+use crate::scope::Scope;
 use crate::transaction;
 
 type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
@@ -29,10 +29,8 @@ where
     C: ConnectionTrait,
 {
     if hooks::has_hooks::<E>() {
-        dispatch::with_hook_scope(transaction::scope_of(db), || {
-            hooks::saved(&model, Saved { created: insert })
-        })
-        .map_err(to_db_err)?;
+        in_transaction_of(db, || hooks::saved(&model, Saved { created: insert }))
+            .map_err(to_db_err)?;
     }
     Ok(model)
 }
@@ -84,8 +82,7 @@ where
     }
     match active.clone().try_into_model() {
         Ok(model) => {
-            dispatch::with_hook_scope(transaction::scope_of(db), || hooks::deleted(&model))
-                .map_err(to_db_err)?
+            in_transaction_of(db, || hooks::deleted(&model)).map_err(to_db_err)?
         }
         Err(error) => tracing::warn!(
             entity = std::any::type_name::<A::Entity>(),
@@ -96,7 +93,20 @@ where
     Ok(active)
 }
 
-fn to_db_err(error: crate::Error) -> DbErr {
+/// Runs `hooks` with their broadcasts held by `db`'s transaction, if it is a
+/// [`Transaction`](crate::Transaction).
+fn in_transaction_of<C: ConnectionTrait, R>(db: &C, hooks: impl FnOnce() -> R) -> R {
+    match transaction::held_by(db) {
+        Some(held) => Scope {
+            transaction: Some(held),
+            ..Scope::current()
+        }
+        .run_sync(hooks),
+        None => hooks(),
+    }
+}
+
+fn to_db_err(error: crate::error::Error) -> DbErr {
     DbErr::Custom(error.to_string())
 }
 

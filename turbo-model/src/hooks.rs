@@ -1,6 +1,6 @@
 //! Hooks: application code that turns a saved or deleted row into broadcasts.
 //!
-//! A hook is a type implementing [`ModelStream`] for one entity, registered once with
+//! A hook is a type implementing [`Hook`] for one entity, registered once with
 //! [`register!`](crate::register). Any number of hooks may watch one entity; they run in
 //! the order of their registered names (`module::Type`), whatever order the linker chose.
 //!
@@ -41,7 +41,8 @@
 //! entity, the hook and the template) and the database write succeeds: a broken template
 //! never loses a user's data. [`HookErrors::Propagate`] makes the write's caller see the
 //! error instead (the row is already written; inside a transaction the caller may roll
-//! back).
+//! back). The policy is the current [`Turbo`]'s: the one in
+//! [scope](Turbo::scope), else the installed one.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -51,12 +52,13 @@ use std::sync::LazyLock;
 use sea_orm::{EntityTrait, ModelTrait};
 
 use crate::error::{Error, Result};
+pub use crate::turbo::HookErrors;
 use crate::turbo::Turbo;
 
 /// Broadcasts for one entity's saves and deletes.
 ///
 /// ```
-/// use turbo_model::{ModelStream, Saved, context};
+/// use turbo_model::{Hook, Saved, context};
 /// # mod message { use sea_orm::entity::prelude::*;
 /// #   #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize)]
 /// #   #[sea_orm(table_name = "message")]
@@ -66,7 +68,7 @@ use crate::turbo::Turbo;
 ///
 /// struct MessageStream;
 ///
-/// impl ModelStream for MessageStream {
+/// impl Hook for MessageStream {
 ///     type Entity = message::Entity;
 ///
 ///     fn on_save(&self, message: &message::Model, saved: Saved) -> turbo_model::Result<()> {
@@ -87,7 +89,7 @@ use crate::turbo::Turbo;
 ///
 /// turbo_model::register!(MessageStream);
 /// ```
-pub trait ModelStream: Send + Sync + 'static {
+pub trait Hook: Send + Sync + 'static {
     /// The entity whose rows this hook watches.
     type Entity: EntityTrait;
 
@@ -128,17 +130,6 @@ impl Saved {
     pub const UPDATED: Self = Self { created: false };
 }
 
-/// What a failing hook does to the database write that ran it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum HookErrors {
-    /// Log the error with entity, hook and template names; the write succeeds.
-    #[default]
-    Log,
-    /// Log it and return it to the write's caller as `DbErr::Custom`.
-    Propagate,
-}
-
 /// One registered hook. Made by [`register!`](crate::register); not for use by hand.
 #[doc(hidden)]
 pub struct HookRegistration {
@@ -151,7 +142,7 @@ inventory::collect!(HookRegistration);
 
 impl HookRegistration {
     /// A registration of `hook` under `name`.
-    pub const fn new<H: ModelStream>(hook: &'static H, name: &'static str) -> Self {
+    pub const fn new<H: Hook>(hook: &'static H, name: &'static str) -> Self {
         Self {
             name,
             entity: TypeId::of::<H::Entity>,
@@ -165,23 +156,23 @@ impl HookRegistration {
     }
 }
 
-/// [`ModelStream`] with the model type erased, so hooks of all entities share a registry.
+/// [`Hook`] with the model type erased, so hooks of all entities share a registry.
 trait ErasedHook: Send + Sync {
     fn on_save(&self, model: &dyn Any, saved: Saved) -> Result<()>;
     fn on_delete(&self, model: &dyn Any) -> Result<()>;
 }
 
-impl<H: ModelStream> ErasedHook for H {
+impl<H: Hook> ErasedHook for H {
     fn on_save(&self, model: &dyn Any, saved: Saved) -> Result<()> {
         match model.downcast_ref() {
-            Some(model) => ModelStream::on_save(self, model, saved),
+            Some(model) => Hook::on_save(self, model, saved),
             None => Ok(()),
         }
     }
 
     fn on_delete(&self, model: &dyn Any) -> Result<()> {
         match model.downcast_ref() {
-            Some(model) => ModelStream::on_delete(self, model),
+            Some(model) => Hook::on_delete(self, model),
             None => Ok(()),
         }
     }
@@ -246,7 +237,7 @@ fn run<E: EntityTrait>(
     event: &'static str,
     call: impl Fn(&dyn ErasedHook) -> Result<()>,
 ) -> Result<()> {
-    let policy = Turbo::global().map_or(HookErrors::Log, Turbo::hook_errors);
+    let policy = Turbo::current().map_or(HookErrors::Log, |turbo| turbo.hook_errors());
     let mut first_error = None;
     for registration in registrations::<E>() {
         let outcome = catch_unwind(AssertUnwindSafe(|| call(registration.hook)))

@@ -8,10 +8,10 @@
 //! ```text
 //! ActiveModel insert/update/save/delete      (SeaORM)
 //!   → ActiveModelBehavior glue               (#[derive(ModelStream)])
-//!   → your hooks for that entity             (ModelStream, register!)
+//!   → your hooks for that entity             (Hook, register!)
 //!   → Broadcast: stream + action + target + content, rendered once
 //!   → Backend → Hub: sequence number, one shared frame for all subscribers
-//!   → each connection's bounded queue → WebSocket (axum)
+//!   → each connection's bounded queue → WebSocket or Server-Sent Events (axum)
 //!   → <turbo-model-stream-source> → Turbo.connectStreamSource → DOM
 //! ```
 //!
@@ -47,11 +47,11 @@
 //! # }
 //!
 //! // The hook: runs after every ActiveModel insert/update/save/delete of a message.
-//! use turbo_model::{ModelStream, Saved, context};
+//! use turbo_model::{Hook, Saved, context};
 //!
 //! struct MessageStream;
 //!
-//! impl ModelStream for MessageStream {
+//! impl Hook for MessageStream {
 //!     type Entity = message::Entity;
 //!
 //!     fn on_save(&self, message: &message::Model, saved: Saved) -> turbo_model::Result<()> {
@@ -78,9 +78,9 @@
 //!
 //! # fn main() {
 //! let m = message::Model { id: 3, room_id: 1, text: "hi".into() };
-//! assert_eq!(m.stream().name(), "message:3");
-//! assert_eq!(m.parent_stream().name(), "room:1");
-//! assert_eq!(message::Entity::stream_of(3).name(), "message:3");
+//! assert_eq!(m.stream().name().as_str(), "message:3");
+//! assert_eq!(m.parent_stream().name().as_str(), "room:1");
+//! assert_eq!(message::Entity::stream_of(3).name().as_str(), "message:3");
 //! # }
 //! ```
 //!
@@ -110,12 +110,13 @@
 //! ## Streams outside the ORM
 //!
 //! A domain-event handler or a background job addresses a stream by name with
-//! [`stream`]; the page subscribes with `<% turbo_subscribe "orders:42" %>`.
+//! [`stream`] (which checks the name); the page subscribes with
+//! `<% turbo_subscribe "orders:42" %>`.
 //!
 //! ```no_run
 //! use turbo_model::{context, stream};
 //! # fn f() -> turbo_model::Result<()> {
-//! stream("orders:42")
+//! stream("orders:42")?
 //!     .replace("orders/status.html", context! { status => "shipped" })
 //!     .target("order-42-status")
 //!     .send()?;
@@ -130,7 +131,8 @@
 //! (with [`morph`](Broadcast::morph) and [`preserve_scroll`](Broadcast::preserve_scroll)),
 //! addressed by [`target`](Broadcast::target) (an id) or [`targets`](Broadcast::targets)
 //! (a CSS selector). Content is a template, a Tera component, or literal HTML
-//! ([`Content`]).
+//! ([`Content`]). The same actions, without a stream ([`StreamAction`]), answer a form
+//! in a [`TurboStream`](response::TurboStream) response.
 //!
 //! ## Templates
 //!
@@ -144,9 +146,14 @@
 //! them, separated by spaces or commas:
 //!
 //! ```html
-//! <turbo-model-stream-source src="/turbo-model/ws" streams="cm9vbTox.…"></turbo-model-stream-source>
-//! <script type="module" src="/turbo-model/client.js"></script>
+//! <turbo-model-stream-source src="/turbo-model/ws" streams="cm9vbTox.…" since="t1733000000123456"></turbo-model-stream-source>
+//! <script type="module" src="/turbo-model/client-1a2b3c4d.js"></script>
 //! ```
+//!
+//! `since` is when the page's request began: when the page subscribes, the server
+//! replays what was broadcast after it, so nothing is lost between reading the page's
+//! data and its socket connecting. Rendering does no I/O. The client script's name
+//! changes with its content, and browsers keep it for good.
 //!
 //! A string is a stream name. A model is recognised by the fields it serialized to: the
 //! entity deriving `ModelStream` with exactly those fields or, when several fit, the one
@@ -156,7 +163,7 @@
 //!
 //! ## Hooks
 //!
-//! See [`ModelStream`] for the trait and [`hooks`](mod@hooks) for when hooks run (not for
+//! See [`Hook`] for the trait and [`hooks`](mod@hooks) for when hooks run (not for
 //! SeaORM's bulk operations), their order, and what a failing hook does (it is logged;
 //! the database write is kept).
 //!
@@ -183,10 +190,11 @@
 //!
 //! ## Forms, the sender, and refreshes
 //!
-//! [`web::TurboStream`] answers a Turbo form with stream actions; the hook's broadcast
-//! can leave the sender's page out with [`Broadcast::to_others`] when the router has the
-//! [`web::request_scope`] layer, which also gives `refresh` broadcasts Turbo's request
-//! id (the page that made the change does not refresh itself). Refreshes are debounced
+//! [`response::TurboStream`] answers a Turbo form with stream actions; the hook's
+//! broadcast can leave the sender's page out with [`Broadcast::to_others`] when the
+//! router has the [`response::request_scope`] layer, which also gives `refresh`
+//! broadcasts Turbo's request id (the page that made the change does not refresh
+//! itself) and makes the pages it renders subscribe from the time it began. Refreshes are debounced
 //! per stream (500 ms); `#[stream(broadcasts_refreshes)]` sends them without a hook.
 //! The client element holds a refresh while its page is submitting a form (Turbo would
 //! otherwise start the refresh's visit and stop the submission) and applies it when
@@ -196,16 +204,19 @@
 //! ## Who may subscribe
 //!
 //! [`Builder::authorize`] decides each subscription from the request that opened the
-//! connection (cookies, headers, extensions) and the stream name.
+//! connection (cookies, headers, extensions) and the stream name; a refusal
+//! ([`web::Refusal`]) is told to the client.
 //!
 //! ## Seeding, imports and tests
 //!
 //! [`suppress`] runs code without broadcasts. [`testing::capture`] records the
 //! broadcasts made while a future runs, with assertions that show what was sent instead.
+//! [`Turbo::scope`] runs code with a given `Turbo` instead of the installed one, so
+//! tests can each build their own.
 //!
 //! ## Several server processes
 //!
-//! With the `redis` feature, `turbo_model::Redis` (or `TURBO_MODEL_REDIS_URL`) carries broadcasts
+//! With the `redis` feature, `turbo_model::backend::Redis` (or `TURBO_MODEL_REDIS_URL`) carries broadcasts
 //! to every process behind a load balancer, keeps the streams' history in Redis so that a
 //! page whose connection lands on another process resumes where it was, and turns a lost
 //! Redis into gap signals, never silent holes. Without it, everything stays in the
@@ -213,7 +224,7 @@
 //!
 //! ## Signed stream names
 //!
-//! The tag renders stream names signed with HMAC-SHA256 ([`Signer`]); the server refuses
+//! The tag renders stream names signed with HMAC-SHA256 ([`signing::Signer`]); the server refuses
 //! any subscription whose token it did not sign. Set `TURBO_MODEL_SECRET` (32 bytes or
 //! more) in production; without it a random key is used and logged.
 //!
@@ -227,6 +238,23 @@
 //! subscribers) and slow consumers, and [`web`] for the endpoints (WebSocket and
 //! Server-Sent Events), their limits, heartbeats, shutdown and memory per connection.
 //!
+//! ## How the crate is built
+//!
+//! The modules form layers along the path of a broadcast; each uses only those below
+//! it, so the code reads from the bottom up:
+//!
+//! 1. names and data: `action` (actions, targets, content), `error`, `name` (stream
+//!    names, connection ids), `clock`, `metrics`;
+//! 2. ambient state (`scope`: the one place that knows what code runs inside: a
+//!    request, a transaction, a capture, a suppression, a `Turbo`) and `signing`;
+//! 3. rendering (`templates`: Tera, the tag; no I/O);
+//! 4. the [`hub`] (positions, history, fan-out) and the [`backend`]s that feed it
+//!    through a narrow [`hub::Feed`];
+//! 5. the [`web`] endpoints and the wire protocol (every encoding);
+//! 6. the [`Turbo`] handle and its [`Builder`];
+//! 7. beside the top, calling down: sending (`dispatch`, `broadcast`), transactions,
+//!    [`hooks`] and the ORM glue, [`response`]s, [`testing`].
+//!
 //! [SeaORM]: https://www.sea-ql.org/SeaORM/
 //! [Tera]: https://keats.github.io/tera/
 //! [Turbo Stream]: https://turbo.hotwired.dev/handbook/streams
@@ -234,42 +262,41 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod action;
-mod backend;
+pub mod backend;
+mod broadcast;
 mod builder;
+mod clock;
 mod dispatch;
 mod error;
 mod glue;
 pub mod hooks;
 pub mod hub;
-mod metrics;
+pub mod metrics;
 mod model;
-mod signing;
-mod stream;
+pub mod name;
+pub mod response;
+mod scope;
+pub mod signing;
 mod templates;
 pub mod testing;
 mod transaction;
 mod turbo;
 pub mod web;
 
-pub use action::{Action, Broadcast, Content, Method, Target};
-#[cfg(feature = "redis")]
-pub use backend::Redis;
-pub use backend::{Backend, BoxFuture, InProcess, Publication, Resume};
-pub use builder::{Builder, DEFAULT_HEARTBEAT, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_PATH, REDIS_ENV};
-pub use dispatch::{RequestContext, is_suppressed, request_context, suppress, suppress_sync};
+pub use action::{Action, Content, StreamAction, Target};
+pub use broadcast::{Broadcast, Stream, stream};
+pub use builder::Builder;
 pub use error::{Error, Result};
-pub use hooks::{HookErrors, ModelStream, Saved, deleted, saved};
-pub use hub::{Hub, HubSettings};
-pub use metrics::MetricsSnapshot;
+pub use hooks::{Hook, Saved, deleted, saved};
 pub use model::{StreamEntity, StreamModel};
-pub use signing::{MAX_TOKEN_LEN, MIN_SECRET_LEN, Signer, TokenError};
-pub use stream::{MAX_STREAM_NAME_LEN, Stream, StreamName, row_stream_name, stream};
+pub use name::StreamName;
+pub use scope::{is_suppressed, suppress, suppress_sync};
 pub use tera::{Context, context};
 pub use transaction::{Db, Transaction};
-pub use turbo::{SECRET_ENV, Turbo};
+pub use turbo::{HookErrors, Turbo};
 pub use turbo_model_derive::{ModelStream, active_model_behavior};
 
-/// Registers a hook (a value of a type implementing [`ModelStream`]) for its entity.
+/// Registers a hook (a value of a type implementing [`Hook`]) for its entity.
 ///
 /// Write it once, at module level, next to the hook. Hooks of one entity run in the
 /// order of their names (`module::Type`).
@@ -283,7 +310,7 @@ pub use turbo_model_derive::{ModelStream, active_model_behavior};
 /// # }
 /// struct MessageStream;
 ///
-/// impl turbo_model::ModelStream for MessageStream {
+/// impl turbo_model::Hook for MessageStream {
 ///     type Entity = message::Entity;
 /// }
 ///
@@ -310,7 +337,7 @@ macro_rules! register {
 pub mod __private {
     pub use crate::glue::{after_delete, after_save, before_delete, typed};
     pub use crate::hooks::HookRegistration;
-    pub use crate::model::EntityInfo;
+    pub use crate::templates::models::EntityInfo;
     pub use inventory;
     pub use sea_orm;
 
@@ -349,6 +376,13 @@ pub mod __private {
 
     /// The stream of one row, from its prefix and key values.
     pub fn row_stream(prefix: &str, keys: &[&dyn core::fmt::Display]) -> crate::Stream {
-        crate::stream(crate::row_stream_name(prefix, keys.iter().copied()))
+        crate::name::StreamName::for_row(prefix, keys.iter().copied()).into()
+    }
+
+    /// The stream of an entity's collection: its prefix alone (`room`).
+    pub fn collection_stream(prefix: &'static str) -> crate::Stream {
+        crate::name::StreamName::new(prefix)
+            .unwrap_or_else(|_| crate::name::StreamName::for_row(prefix, []))
+            .into()
     }
 }

@@ -11,8 +11,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
+pub use crate::error::TokenError;
 use crate::error::{Error, Result};
-use crate::stream::StreamName;
+use crate::name::StreamName;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
@@ -23,35 +24,14 @@ const DOMAIN: &[u8] = b"turbo-model/stream-name/v1\0";
 /// requests and must not double as stream tokens.
 const CONNECTION_DOMAIN: &[u8] = b"turbo-model/connection/v1\0";
 
+/// The environment variable holding the key that signs stream names.
+pub const SECRET_ENV: &str = "TURBO_MODEL_SECRET";
+
 /// The longest token accepted; a valid one for the longest stream name is shorter.
 pub const MAX_TOKEN_LEN: usize = 512;
 
 /// The shortest secret accepted, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
-
-/// Why a stream token was refused. The message is safe to show to the client.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TokenError {
-    /// The token was empty.
-    #[error("the token is empty")]
-    Empty,
-    /// The token is longer than [`MAX_TOKEN_LEN`].
-    #[error("the token is {len} bytes long; at most {max} are accepted")]
-    TooLong {
-        /// The token's length.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// The token is not of the form `name.signature` in base64url.
-    #[error("the token is malformed: {0}")]
-    Malformed(&'static str),
-    /// The signature does not match the name: tampered, truncated, or signed with
-    /// another secret.
-    #[error("the token's signature does not match its stream name")]
-    BadSignature,
-}
 
 /// Signs and verifies stream names with one secret key.
 #[derive(Clone)]

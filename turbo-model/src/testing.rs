@@ -11,11 +11,10 @@
 //!
 //! let turbo = Turbo::builder().secret("0123456789abcdef0123456789abcdef").build()?;
 //! let ((), broadcasts) = capture_sync(|| {
-//!     stream("orders:7")
+//!     stream("orders:7")?
 //!         .action(Action::Replace, Some(Content::text("shipped")))
 //!         .target("order-7-status")
 //!         .send_with(&turbo)
-//!         .unwrap();
 //! });
 //! let sent = broadcasts.assert_one("orders:7", Action::Replace, "order-7-status");
 //! assert_eq!(sent.content(), Some("shipped"));
@@ -27,31 +26,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use crate::action::{Action, Target};
-use crate::dispatch::{self, Outgoing};
-
-/// One broadcast as it was published.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Recorded {
-    /// The stream it went to.
-    pub stream: String,
-    /// The action.
-    pub action: Action,
-    /// The addressed element(s).
-    pub target: Option<Target>,
-    /// The whole `<turbo-stream>` element.
-    pub html: String,
-}
+pub use crate::scope::Recorded;
+use crate::scope::Scope;
 
 impl Recorded {
-    pub(crate) fn of(outgoing: &Outgoing) -> Self {
-        Self {
-            stream: outgoing.stream.as_str().to_owned(),
-            action: outgoing.action,
-            target: outgoing.target.clone(),
-            html: outgoing.html.clone(),
-        }
-    }
-
     /// The rendered content inside `<template>`, if the action has one.
     pub fn content(&self) -> Option<&str> {
         let start = self.html.find("<template>")? + "<template>".len();
@@ -179,15 +157,22 @@ impl fmt::Display for Broadcasts {
 /// this task).
 pub async fn capture<F: Future>(future: F) -> (F::Output, Broadcasts) {
     let records = Arc::new(Mutex::new(Vec::new()));
-    let output = dispatch::capturing(Arc::clone(&records), future).await;
+    let output = capturing(&records).run(future).await;
     (output, take(&records))
 }
 
 /// [`capture`] for synchronous code.
 pub fn capture_sync<R>(f: impl FnOnce() -> R) -> (R, Broadcasts) {
     let records = Arc::new(Mutex::new(Vec::new()));
-    let output = dispatch::capturing_sync(Arc::clone(&records), f);
+    let output = capturing(&records).run_sync(f);
     (output, take(&records))
+}
+
+fn capturing(records: &Arc<Mutex<Vec<Recorded>>>) -> Scope {
+    Scope {
+        capture: Some(Arc::clone(records)),
+        ..Scope::current()
+    }
 }
 
 /// One subscription found in a rendered page: what a test client needs to subscribe as
@@ -198,7 +183,8 @@ pub struct PageSubscription {
     pub stream: String,
     /// The signed token the page subscribes with.
     pub token: String,
-    /// The position the page was rendered at (`epoch.seq`), if the page has one.
+    /// Where the page subscribes from: `t` and the time its request began, in
+    /// microseconds since the Unix epoch.
     pub since: Option<String>,
 }
 
@@ -206,10 +192,10 @@ pub struct PageSubscription {
 /// in page order.
 ///
 /// ```
-/// let page = r#"<turbo-model-stream-source src="/turbo-model/ws" streams="cm9vbTox.sig" since="00000000000000ff.3"></turbo-model-stream-source>"#;
+/// let page = r#"<turbo-model-stream-source src="/turbo-model/ws" streams="cm9vbTox.sig" since="t1733000000123456"></turbo-model-stream-source>"#;
 /// let found = turbo_model::testing::subscriptions(page);
 /// assert_eq!(found[0].stream, "room:1");
-/// assert_eq!(found[0].since.as_deref(), Some("00000000000000ff.3"));
+/// assert_eq!(found[0].since.as_deref(), Some("t1733000000123456"));
 /// ```
 pub fn subscriptions(html: &str) -> Vec<PageSubscription> {
     let mut found = Vec::new();
@@ -219,13 +205,12 @@ pub fn subscriptions(html: &str) -> Vec<PageSubscription> {
         };
         if tag.starts_with("turbo-model-stream-source") {
             let tokens = attribute(tag, "streams").unwrap_or_default();
-            let since = attribute(tag, "since").unwrap_or_default();
-            let mut positions = since.split_whitespace();
+            let since = attribute(tag, "since").filter(|since| !since.is_empty());
             for token in tokens.split_whitespace() {
                 found.push(PageSubscription {
                     stream: stream_of(token),
                     token: token.to_owned(),
-                    since: positions.next().map(str::to_owned),
+                    since: since.map(str::to_owned),
                 });
             }
         } else if tag.starts_with("turbo-stream-source") {

@@ -27,11 +27,11 @@
 //! ```
 //!
 //! A transaction begun on a plain `DatabaseConnection` still works, but its broadcasts
-//! go out before COMMIT; turbo-model logs a warning the first time that happens.
+//! go out before COMMIT: SeaORM's `ConnectionTrait` gives the hooks no way to tell it
+//! from a connection.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use sea_orm::prelude::async_trait::async_trait;
 use sea_orm::{
@@ -40,7 +40,7 @@ use sea_orm::{
     TransactionSession, TransactionTrait,
 };
 
-use crate::dispatch::{self, Outgoing};
+use crate::scope::{self, Held};
 
 /// A `DatabaseConnection` whose transactions hold broadcasts until COMMIT.
 ///
@@ -87,62 +87,14 @@ impl std::ops::Deref for Db {
 #[derive(Debug)]
 pub struct Transaction {
     inner: DatabaseTransaction,
-    scope: Arc<Scope>,
-}
-
-/// The broadcasts held by one transaction.
-#[derive(Debug)]
-pub(crate) struct Scope {
-    held: Mutex<Vec<Outgoing>>,
-    parent: Option<Arc<Scope>>,
-}
-
-impl Scope {
-    fn new(parent: Option<Arc<Scope>>) -> Arc<Self> {
-        Arc::new(Self {
-            held: Mutex::new(Vec::new()),
-            parent,
-        })
-    }
-
-    pub(crate) fn hold(&self, outgoing: Outgoing) {
-        self.held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(outgoing);
-    }
-
-    /// The transaction committed: hand the broadcasts to the parent, or publish them.
-    fn committed(&self) {
-        let held = std::mem::take(
-            &mut *self
-                .held
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        match &self.parent {
-            Some(parent) => {
-                for outgoing in held {
-                    parent.hold(outgoing);
-                }
-            }
-            None => {
-                for outgoing in held {
-                    let stream = outgoing.stream.clone();
-                    if let Err(error) = dispatch::deliver(outgoing) {
-                        tracing::error!(%stream, %error, "broadcast after COMMIT failed");
-                    }
-                }
-            }
-        }
-    }
+    held: Arc<Held>,
 }
 
 impl Transaction {
-    fn new(inner: DatabaseTransaction, parent: Option<Arc<Scope>>) -> Self {
+    fn new(inner: DatabaseTransaction, parent: Option<Arc<Held>>) -> Self {
         Self {
             inner,
-            scope: Scope::new(parent),
+            held: Held::new(parent),
         }
     }
 
@@ -153,9 +105,9 @@ impl Transaction {
     ///
     /// The database's error; the broadcasts are then dropped.
     pub async fn commit(self) -> Result<(), DbErr> {
-        let Self { inner, scope } = self;
+        let Self { inner, held } = self;
         inner.commit().await?;
-        scope.committed();
+        held.committed();
         Ok(())
     }
 
@@ -175,7 +127,7 @@ impl Transaction {
 
     /// Broadcasts held so far, waiting for COMMIT.
     pub fn held(&self) -> usize {
-        self.scope.held.lock().map_or(0, |held| held.len())
+        self.held.len()
     }
 }
 
@@ -200,36 +152,15 @@ where
     }
 }
 
-thread_local! {
-    /// Where a [`Transaction`] answers the probe of [`scope_of`].
-    static PROBE: std::cell::RefCell<Option<Arc<Scope>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// The broadcast scope of `db` if it is a [`Transaction`].
+/// The broadcasts held by `db` if it is a [`Transaction`].
 ///
 /// `ConnectionTrait` gives no way to ask a connection what it is, so the glue asks
 /// `is_mock_connection()` (a plain getter everywhere else) and a `Transaction` answers it
-/// truthfully while leaving its scope in a thread-local read right after.
-pub(crate) fn scope_of<C: ConnectionTrait + ?Sized>(db: &C) -> Option<Arc<Scope>> {
-    PROBE.with(|probe| probe.borrow_mut().take());
-    let _ = db.is_mock_connection();
-    let scope = PROBE.with(|probe| probe.borrow_mut().take());
-    if scope.is_none() && std::any::type_name::<C>() == std::any::type_name::<DatabaseTransaction>()
-    {
-        warn_unwrapped_transaction();
-    }
-    scope
-}
-
-fn warn_unwrapped_transaction() {
-    static WARNED: AtomicBool = AtomicBool::new(false);
-    if !WARNED.swap(true, Ordering::Relaxed) {
-        tracing::warn!(
-            "a hook ran inside a transaction begun on a plain DatabaseConnection: its \
-             broadcasts go out before COMMIT, even if the transaction rolls back. Begin \
-             transactions on turbo_model::Db to hold them until COMMIT."
-        );
-    }
+/// truthfully while naming what it holds on the side ([`scope::probe`]).
+pub(crate) fn held_by<C: ConnectionTrait + ?Sized>(db: &C) -> Option<Arc<Held>> {
+    scope::probe(|| {
+        let _ = db.is_mock_connection();
+    })
 }
 
 macro_rules! delegate_connection {
@@ -271,7 +202,7 @@ macro_rules! delegate_connection {
 
 delegate_connection!(Db, conn, |_| {});
 delegate_connection!(Transaction, inner, |txn| {
-    PROBE.with(|probe| *probe.borrow_mut() = Some(Arc::clone(&txn.scope)));
+    scope::answer_probe(&txn.held);
 });
 
 macro_rules! begin_transactions {
@@ -281,7 +212,7 @@ macro_rules! begin_transactions {
             type Transaction = Transaction;
 
             async fn begin(&self) -> Result<Transaction, DbErr> {
-                let parent: fn(&Self) -> Option<Arc<Scope>> = $parent;
+                let parent: fn(&Self) -> Option<Arc<Held>> = $parent;
                 Ok(Transaction::new(self.$field.begin().await?, parent(self)))
             }
 
@@ -290,7 +221,7 @@ macro_rules! begin_transactions {
                 isolation_level: Option<IsolationLevel>,
                 access_mode: Option<AccessMode>,
             ) -> Result<Transaction, DbErr> {
-                let parent: fn(&Self) -> Option<Arc<Scope>> = $parent;
+                let parent: fn(&Self) -> Option<Arc<Held>> = $parent;
                 let inner = self
                     .$field
                     .begin_with_config(isolation_level, access_mode)
@@ -302,7 +233,7 @@ macro_rules! begin_transactions {
                 &self,
                 options: TransactionOptions,
             ) -> Result<Transaction, DbErr> {
-                let parent: fn(&Self) -> Option<Arc<Scope>> = $parent;
+                let parent: fn(&Self) -> Option<Arc<Held>> = $parent;
                 let inner = self.$field.begin_with_options(options).await?;
                 Ok(Transaction::new(inner, parent(self)))
             }
@@ -347,7 +278,7 @@ macro_rules! begin_transactions {
 }
 
 begin_transactions!(Db, conn, |_| None);
-begin_transactions!(Transaction, inner, |txn| Some(Arc::clone(&txn.scope)));
+begin_transactions!(Transaction, inner, |txn| Some(Arc::clone(&txn.held)));
 
 #[async_trait]
 impl TransactionSession for Transaction {

@@ -1,45 +1,33 @@
-//! [`Turbo`]: the templates, signing key, hub and settings of one application.
+//! [`Turbo`]: the templates, signing key, hub, backend and settings of one application.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use tera::Context;
 
-use crate::backend::{Backend, Publication};
-use crate::builder::Builder;
-use crate::dispatch::{Debouncer, Outgoing};
+use crate::action::StreamAction;
+use crate::backend::Backend;
+use crate::clock;
 use crate::error::Result;
-use crate::hooks::HookErrors;
-use crate::hub::Hub;
+use crate::hub::{Hub, Publication};
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::signing::{Signer, TokenError};
-use crate::stream::StreamName;
+use crate::name::{ConnectionId, StreamName};
+use crate::scope::Scope;
+use crate::signing::TokenError;
 use crate::templates::Templates;
-use axum::http::request::Parts;
-
-use crate::web::AllowedOrigins;
-use crate::web::socket::InboundRate;
+use crate::web::Service;
 
 pub(crate) static GLOBAL: OnceLock<Turbo> = OnceLock::new();
 
-/// Decides whether a stream connection may subscribe to a stream; see
-/// [`Builder::authorize`].
-pub(crate) type Authorizer = Arc<
-    dyn Fn(Arc<Parts>, StreamName) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
-        + Send
-        + Sync,
->;
-
-/// The environment variable holding the key that signs stream names.
-pub const SECRET_ENV: &str = "TURBO_MODEL_SECRET";
 
 /// One application's turbo-model: templates, the key that signs stream names, the hub of
-/// subscribers, and settings. Cheap to clone (shared).
+/// subscribers, the backend, and settings. Cheap to clone (shared).
 ///
-/// Build it once at start-up and [install](Builder::install) it, so that hooks (which
-/// have no handle to pass around) can render and send:
+/// Build it once at start-up and [install](crate::Builder::install) it, so that hooks
+/// (which have no handle to pass around) can render and send:
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -51,32 +39,41 @@ pub const SECRET_ENV: &str = "TURBO_MODEL_SECRET";
 ///     .merge(turbo.router());
 /// # Ok(()) }
 /// ```
+///
+/// Several can live in one process (tests, or one per application): code inside
+/// [`Turbo::scope`], and requests through [`request_scope`](crate::response::request_scope)
+/// with a `Turbo` as its state, send through that one instead of the installed one.
 #[derive(Clone)]
 pub struct Turbo {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    pub(crate) templates: Templates,
-    pub(crate) signer: Signer,
-    pub(crate) hub: Arc<Hub>,
-    pub(crate) backend: Arc<dyn Backend>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) settings: Settings,
-    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
-    pub(crate) debouncer: Debouncer,
-    pub(crate) authorizer: Option<Authorizer>,
+struct Inner {
+    templates: Templates,
+    service: Service,
+    backend: Arc<dyn Backend>,
+    metrics: Arc<Metrics>,
+    settings: Settings,
+    /// Refreshes waiting for their debounce window to close, by stream: the last wins.
+    pending_refreshes: Mutex<HashMap<StreamName, Publication>>,
 }
 
-/// Limits and paths, fixed when the [`Turbo`] is built.
+/// What a failing hook does to the database write that ran it; see
+/// [`Builder::hook_errors`](crate::Builder::hook_errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum HookErrors {
+    /// Log the error with entity, hook and template names; the write succeeds.
+    #[default]
+    Log,
+    /// Log it and return it to the write's caller as `DbErr::Custom`.
+    Propagate,
+}
+
+/// What the [`Turbo`] itself is configured with (the endpoints have their own).
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
     pub(crate) hook_errors: HookErrors,
-    pub(crate) path: String,
-    pub(crate) max_subscriptions: usize,
-    pub(crate) heartbeat: Duration,
-    pub(crate) inbound_rate: InboundRate,
-    pub(crate) origins: AllowedOrigins,
     pub(crate) refresh_debounce: Duration,
 }
 
@@ -90,25 +87,96 @@ impl std::fmt::Debug for Turbo {
 }
 
 impl Turbo {
-    /// Starts configuring a [`Turbo`].
-    pub fn builder() -> Builder {
-        Builder::default()
+    pub(crate) fn new(
+        templates: Templates,
+        service: Service,
+        backend: Arc<dyn Backend>,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                templates,
+                service,
+                backend,
+                metrics,
+                settings,
+                pending_refreshes: Mutex::new(HashMap::new()),
+            }),
+        }
     }
 
-    /// The installed instance, if [`Builder::install`] has run.
+    /// The installed instance, if [`Builder::install`](crate::Builder::install) has run.
     pub fn global() -> Option<&'static Self> {
         GLOBAL.get()
     }
 
+    /// The `Turbo` that code here sends through: the one in [scope](Self::scope), else
+    /// the installed one.
+    pub fn current() -> Option<Self> {
+        Scope::with(|scope| {
+            scope
+                .handle
+                .as_ref()
+                .and_then(|handle| handle.downcast_ref::<Self>())
+                .cloned()
+        })
+        .or_else(|| Self::global().cloned())
+    }
+
+    /// Runs `future` with this `Turbo` as the one its broadcasts and hooks use (and its
+    /// hook error policy), instead of the installed one. Tasks spawned inside are not
+    /// affected; wrap them too.
+    ///
+    /// ```
+    /// # async fn run() -> turbo_model::Result<()> {
+    /// let turbo = turbo_model::Turbo::builder()
+    ///     .secret("0123456789abcdef0123456789abcdef")
+    ///     .build()?;
+    /// turbo
+    ///     .scope(async {
+    ///         turbo_model::stream("orders")?
+    ///             .refresh()
+    ///             .send() // through `turbo`, though none is installed
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run()).unwrap();
+    /// ```
+    pub async fn scope<F: Future>(&self, future: F) -> F::Output {
+        self.entered().run(future).await
+    }
+
+    /// [`scope`](Self::scope) for synchronous code.
+    pub fn scope_sync<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.entered().run_sync(f)
+    }
+
+    /// The current scope with this `Turbo` in it.
+    pub(crate) fn entered(&self) -> Scope {
+        Scope {
+            handle: Some(Arc::new(self.clone())),
+            ..Scope::current()
+        }
+    }
+
     /// Renders a page or component template by name, with the `turbo_subscribe` tag
-    /// available.
+    /// available. Inside [`request_scope`](crate::response::request_scope) the tag
+    /// subscribes from the time the request began, else from now.
     ///
     /// # Errors
     ///
     /// [`Error::Render`](crate::Error::Render) naming the template, with Tera's report
     /// of the line.
     pub fn render(&self, template: &str, context: &Context) -> Result<String> {
-        self.inner.templates.render(template, context)
+        let since = Scope::with(|scope| {
+            scope
+                .request
+                .as_ref()
+                .and_then(|request| request.started)
+                .map(clock::micros_of)
+        });
+        self.inner.templates.render(template, context, since)
     }
 
     /// Renders a Tera 2 component (`{% component Name(...) %}`) by name.
@@ -120,71 +188,65 @@ impl Turbo {
         self.inner.templates.render_component(component, context)
     }
 
-    /// Publishes an already rendered `<turbo-stream>` element to every subscriber of
-    /// `stream`. [`Broadcast::send`](crate::Broadcast::send) renders and calls this.
+    /// Renders one action's `<turbo-stream>` element, its content included.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidStreamName`](crate::Error::InvalidStreamName);
-    /// [`Error::Backend`](crate::Error::Backend) from a broker backend.
-    pub fn publish(&self, stream: &str, html: String) -> Result<()> {
-        let stream = StreamName::new(stream)?;
-        self.inner.metrics.broadcast();
-        self.inner.backend.publish(
-            &self.inner.hub,
-            Publication {
-                stream: &stream,
-                html: &html,
-                except: None,
-            },
-        )
+    /// [`Error::MissingTarget`](crate::Error::MissingTarget); rendering errors naming
+    /// the template.
+    pub fn render_action(&self, action: &StreamAction) -> Result<String> {
+        self.inner.templates.render_action(action, None)
     }
 
-    pub(crate) fn publish_outgoing(&self, outgoing: Outgoing) -> Result<()> {
-        self.inner.metrics.broadcast();
-        self.inner.backend.publish(
-            &self.inner.hub,
-            Publication {
-                stream: &outgoing.stream,
-                html: &outgoing.html,
-                except: outgoing.exclude,
-            },
-        )
-    }
-
-    /// The token that names connection `id` in its page's requests.
-    pub(crate) fn connection_token(&self, id: crate::hub::ConnectionId) -> String {
-        self.inner.signer.sign_connection(id.get())
-    }
-
-    /// The connection a request's token names, if this server issued the token.
-    pub(crate) fn connection_of(&self, token: &str) -> Option<crate::hub::ConnectionId> {
-        self.inner
-            .signer
-            .verify_connection(token)
-            .map(crate::hub::ConnectionId::new)
-    }
-
-    /// Asks the [authorization callback](Builder::authorize), if any, whether the
-    /// connection opened by `request` may subscribe to `stream`.
-    pub(crate) async fn authorize(
+    pub(crate) fn render_broadcast(
         &self,
-        request: Option<&Arc<Parts>>,
+        action: &StreamAction,
         stream: &StreamName,
-    ) -> Result<(), String> {
-        match (&self.inner.authorizer, request) {
-            (None, _) => Ok(()),
-            (Some(authorize), Some(request)) => {
-                authorize(Arc::clone(request), stream.clone()).await
-            }
-            (Some(_), None) => Err("the request that opened the connection was not kept".into()),
-        }
+    ) -> Result<String> {
+        self.inner
+            .templates
+            .render_action(action, Some(stream.as_str()))
     }
 
-    /// Whether subscriptions are checked by an authorization callback (which needs the
-    /// request that opened each connection).
-    pub(crate) fn authorizes(&self) -> bool {
-        self.inner.authorizer.is_some()
+    /// Hands a rendered broadcast to the backend.
+    pub(crate) fn publish(&self, publication: Publication) -> Result<()> {
+        self.inner.metrics.broadcast();
+        self.inner.backend.publish(publication)
+    }
+
+    /// Publishes after `window`, unless another refresh of the same stream comes first
+    /// (then that one is published at the end of the window instead). Outside a tokio
+    /// runtime, publishes at once.
+    pub(crate) fn publish_debounced(&self, publication: Publication, window: Duration) -> Result<()> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return self.publish(publication);
+        };
+        let stream = publication.stream.clone();
+        let first = self
+            .inner
+            .pending_refreshes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(stream.clone(), publication)
+            .is_none();
+        if first {
+            let turbo = self.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep(window).await;
+                let latest = turbo
+                    .inner
+                    .pending_refreshes
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&stream);
+                if let Some(latest) = latest
+                    && let Err(error) = turbo.publish(latest)
+                {
+                    tracing::error!(%stream, %error, "debounced refresh could not be published");
+                }
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn count_suppressed(&self) {
@@ -195,8 +257,9 @@ impl Turbo {
         self.inner.settings.refresh_debounce
     }
 
-    pub(crate) fn debouncer(&self) -> &Debouncer {
-        &self.inner.debouncer
+    /// The connection a request's token names, if this server issued the token.
+    pub(crate) fn connection_of(&self, token: &str) -> Option<ConnectionId> {
+        self.inner.service.connection_of(token)
     }
 
     /// The signed token for a stream name, as the `turbo_subscribe` tag renders it.
@@ -205,7 +268,7 @@ impl Turbo {
     ///
     /// [`Error::InvalidStreamName`](crate::Error::InvalidStreamName).
     pub fn sign(&self, stream: &str) -> Result<String> {
-        Ok(self.inner.signer.sign(&StreamName::new(stream)?))
+        Ok(self.inner.service.sign(&StreamName::new(stream)?))
     }
 
     /// The stream name inside a signed token.
@@ -214,33 +277,12 @@ impl Turbo {
     ///
     /// A [`TokenError`] when the token is malformed or was not signed with this key.
     pub fn verify(&self, token: &str) -> Result<StreamName, TokenError> {
-        self.inner.signer.verify(token)
-    }
-
-    /// Where `stream` was when the current request began (now, outside
-    /// [`request_scope`](crate::web::request_scope)), as the `turbo_subscribe` tag
-    /// renders it; `None` when a broker cannot say.
-    pub fn render_position(&self, stream: &StreamName) -> Option<crate::hub::Position> {
-        let began = crate::dispatch::request_context().and_then(|c| c.started);
-        self.inner
-            .backend
-            .render_position(&self.inner.hub, stream, began)
-    }
-
-    /// Asks the backend (a broker) for a subscription the hub handed over.
-    pub(crate) async fn resume_from_broker(
-        &self,
-        stream: &StreamName,
-        since: Option<crate::hub::Position>,
-    ) -> Result<crate::backend::Resume> {
-        let resume = self.inner.backend.resume(stream.clone(), since).await?;
-        self.inner.hub.learn(stream, resume.position);
-        Ok(resume)
+        self.inner.service.verify(token)
     }
 
     /// This process's hub of subscribers.
     pub fn hub(&self) -> &Arc<Hub> {
-        &self.inner.hub
+        self.inner.service.hub()
     }
 
     /// The counters: renders, broadcasts, frames, deliveries, connections.
@@ -258,42 +300,78 @@ impl Turbo {
         self.inner.templates.names()
     }
 
-    pub(crate) fn settings(&self) -> &Settings {
-        &self.inner.settings
+    /// The routes of the stream endpoints and the client script, ready to
+    /// [`merge`](Router::merge) into the application's router.
+    pub fn router<S>(&self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        self.inner.service.router()
     }
 
     /// Stops taking stream connections and closes the open ones: each writes what is
     /// queued for it (for up to 2 seconds), then closes with code 1012 so that its client
     /// reconnects, to this process if it comes back or to another. Waits until every
-    /// connection has closed or `grace` has passed; returns how many were still open.
+    /// connection has closed or `grace` has passed, then stops the backend's tasks;
+    /// returns how many connections were still open.
     ///
     /// Call it when the process is told to stop (SIGTERM, Ctrl-C), before the HTTP
     /// server's own graceful shutdown: upgraded connections are not the HTTP server's
-    /// to wait for.
+    /// to wait for. [`serve`](Self::serve) does both.
     pub async fn shutdown(&self, grace: Duration) -> u64 {
-        self.inner.shutdown.send_replace(true);
+        self.inner.service.begin_shutdown();
         let deadline = Instant::now() + grace;
-        loop {
+        let open = loop {
             let open = self.metrics().connections;
             if open == 0 || Instant::now() >= deadline {
-                if open > 0 {
-                    tracing::warn!(
-                        open,
-                        "connections still open after the shutdown grace period"
-                    );
-                }
-                return open;
+                break open;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        if open > 0 {
+            tracing::warn!(
+                open,
+                "connections still open after the shutdown grace period"
+            );
         }
+        self.inner.backend.shutdown().await;
+        open
     }
 
     /// Whether [`shutdown`](Self::shutdown) has been called.
     pub fn is_shutting_down(&self) -> bool {
-        *self.inner.shutdown.borrow()
+        self.inner.service.is_shutting_down()
     }
 
-    pub(crate) fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.inner.shutdown.subscribe()
+    /// Serves `app` on `listener` until Ctrl-C or SIGTERM, then stops gracefully: the
+    /// open stream connections flush what they have queued and are told to reconnect (to
+    /// this process when it is back, or to another), within `grace` (see
+    /// [`shutdown`](Self::shutdown)); then the HTTP server waits for the requests in
+    /// flight.
+    ///
+    /// ```no_run
+    /// # async fn run(app: axum::Router, turbo: turbo_model::Turbo) -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// turbo.serve(listener, app, std::time::Duration::from_secs(5)).await
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The HTTP server's I/O error.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        app: Router,
+        grace: Duration,
+    ) -> std::io::Result<()> {
+        let turbo = self.clone();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                crate::web::stop_requested().await;
+                tracing::info!("stopping: closing live connections");
+                turbo.shutdown(grace).await;
+            })
+            .await
     }
 }

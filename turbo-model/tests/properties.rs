@@ -396,7 +396,9 @@ mod inbound {
 
 mod token {
     use super::*;
-    use turbo_model::{MAX_STREAM_NAME_LEN, MAX_TOKEN_LEN, Signer, StreamName, TokenError};
+    use turbo_model::StreamName;
+    use turbo_model::name::MAX_STREAM_NAME_LEN;
+    use turbo_model::signing::{MAX_TOKEN_LEN, Signer, TokenError};
 
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 

@@ -2,14 +2,14 @@
 //! that room; a deleted message is removed from them. The page that sent the form gets
 //! the change in its HTTP response, so the broadcasts leave it out (`to_others`).
 
-use turbo_model::{ModelStream, Saved, context};
+use turbo_model::{Hook, Saved, context};
 
 use crate::entities::message;
 
 /// Broadcasts messages to their room's stream.
 pub struct MessageStream;
 
-impl ModelStream for MessageStream {
+impl Hook for MessageStream {
     type Entity = message::Entity;
 
     fn on_save(&self, message: &message::Model, saved: Saved) -> turbo_model::Result<()> {

@@ -15,7 +15,7 @@ use sea_orm::{
     QueryOrder, Set,
 };
 use serde::Deserialize;
-use turbo_model::web::{AcceptsTurboStream, TurboStream, turbo_stream};
+use turbo_model::response::{AcceptsTurboStream, TurboStream, turbo_stream};
 use turbo_model::{Turbo, context};
 
 use crate::assets::TurboScript;
@@ -57,7 +57,7 @@ pub fn router(db: DatabaseConnection, turbo: &Turbo) -> Router {
         // the request id that keeps the sender's page from refreshing itself).
         .layer(axum::middleware::from_fn_with_state(
             turbo.clone(),
-            turbo_model::web::request_scope,
+            turbo_model::response::request_scope,
         ))
         // Forms posted from other sites' pages are refused (cross-site request forgery).
         .layer(axum::middleware::from_fn(

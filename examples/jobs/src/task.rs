@@ -5,7 +5,7 @@
 //! ```no_run
 //! # use turbo_model::context;
 //! # fn report(job: &jobs::job::Job) -> turbo_model::Result<()> {
-//! turbo_model::stream(job.stream_name())
+//! turbo_model::stream(job.stream_name())?
 //!     .replace("jobs/progress.html", context! { job })
 //!     .target(job.progress_id())
 //!     .send()?;
@@ -16,7 +16,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use turbo_model::{Broadcast, context, stream};
+use turbo_model::{Broadcast, Result, context, stream};
 
 use crate::job::{JobId, Jobs};
 
@@ -67,18 +67,18 @@ async fn run(jobs: Jobs, id: JobId, step: Duration) {
 fn report(jobs: &Jobs, id: JobId, percent: u8, result: Option<String>) {
     let known = jobs.change(id, |job| {
         job.percent = percent;
-        send(
-            stream(job.stream_name())
+        send(stream(job.stream_name()).map(|stream| {
+            stream
                 .replace("jobs/progress.html", context! { job })
-                .target(job.progress_id()),
-        );
+                .target(job.progress_id())
+        }));
         if let Some(result) = result {
             job.result = Some(result);
-            send(
-                stream(job.stream_name())
+            send(stream(job.stream_name()).map(|stream| {
+                stream
                     .replace("jobs/result.html", context! { job })
-                    .target(job.result_id()),
-            );
+                    .target(job.result_id())
+            }));
         }
     });
     if known.is_none() {
@@ -86,10 +86,9 @@ fn report(jobs: &Jobs, id: JobId, percent: u8, result: Option<String>) {
     }
 }
 
-fn send(broadcast: Broadcast) {
-    let stream = broadcast.stream().to_owned();
-    if let Err(error) = broadcast.send() {
-        tracing::error!(%stream, %error, "cannot broadcast the job's progress");
+fn send(broadcast: Result<Broadcast>) {
+    if let Err(error) = broadcast.and_then(Broadcast::send) {
+        tracing::error!(%error, "cannot broadcast the job's progress");
     }
 }
 

@@ -11,7 +11,7 @@
 //! # use orders::order;
 //! # use turbo_model::context;
 //! # fn announce(order: order::Model) -> turbo_model::Result<()> {
-//! turbo_model::stream(order::stream_name(order.id))
+//! turbo_model::stream(order::stream_name(order.id))?
 //!     .replace("orders/status.html", context! { order })
 //!     .target(order::badge_id(order.id))
 //!     .send()?;
@@ -150,10 +150,12 @@ async fn handle(
         match apply(&db, event).await {
             Ok(Some(order)) => {
                 tracing::info!(order = order.id, status = ?order.status, "order moved");
-                let badge = turbo_model::stream(order::stream_name(order.id))
-                    .replace("orders/status.html", context! { order })
-                    .target(order::badge_id(order.id));
-                if let Err(error) = badge.send() {
+                let badge = turbo_model::stream(order::stream_name(order.id)).map(|stream| {
+                    stream
+                        .replace("orders/status.html", context! { order })
+                        .target(order::badge_id(order.id))
+                });
+                if let Err(error) = badge.and_then(turbo_model::Broadcast::send) {
                     tracing::error!(?event, %error, "cannot broadcast the order's new status");
                 }
             }

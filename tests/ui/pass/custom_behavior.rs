@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 
 use sea_orm::{ActiveModelTrait, ConnectionTrait, Database, EntityTrait, ModelTrait, Set};
-use turbo_model::{ModelStream, Saved};
+use turbo_model::{Hook, Saved};
 
 static EVENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -111,7 +111,7 @@ mod tag {
 
 struct TagStream;
 
-impl ModelStream for TagStream {
+impl Hook for TagStream {
     type Entity = tag::Entity;
 
     fn on_save(&self, tag: &tag::Model, _: Saved) -> turbo_model::Result<()> {
@@ -124,7 +124,7 @@ turbo_model::register!(TagStream);
 
 struct ArticleStream;
 
-impl ModelStream for ArticleStream {
+impl Hook for ArticleStream {
     type Entity = article::Entity;
 
     fn on_save(&self, article: &article::Model, saved: Saved) -> turbo_model::Result<()> {

@@ -1,17 +1,22 @@
 //! Where a rendered broadcast goes after it leaves the sender: the delivery backend.
 //!
-//! The default, [`InProcess`], hands it straight to this process's [`Hub`]. A broker
-//! backend publishes it to a broker instead and feeds the frames it receives back into
-//! each process's hub; hooks, templates and the web layer do not change.
+//! The default, [`InProcess`], hands it straight to this process's hub. A broker backend
+//! ([`Redis`], feature `redis`) publishes it to a broker instead, which numbers it and
+//! feeds it back to the hub of every process; hooks, templates and the endpoints do not
+//! change. A backend sees the hub only through the [`Feed`] it gets at start.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
-use crate::hub::{ConnectionId, Frame, Gap, Hub, Position};
-use crate::stream::StreamName;
+pub use crate::hub::{Feed, Numbering, Publication};
+use crate::hub::{Frame, Gap, Position, Since};
+use crate::name::StreamName;
+
+/// The environment variable naming a Redis server to use as the backend (with the
+/// `redis` feature).
+pub const REDIS_ENV: &str = "TURBO_MODEL_REDIS_URL";
 
 /// What a broker says to a subscription the local hub could not answer.
 #[derive(Debug)]
@@ -19,9 +24,9 @@ use crate::stream::StreamName;
 pub struct Resume {
     /// Where the stream is now.
     pub position: Position,
-    /// The frames after the client's position, in order.
+    /// The frames after the client's start, in order.
     pub replay: Vec<Arc<Frame>>,
-    /// Set when the frames after the client's position are not kept any more.
+    /// Set when the frames after the client's start are not kept any more.
     pub gap: Option<Gap>,
 }
 
@@ -36,65 +41,54 @@ impl Resume {
     }
 }
 
-/// A boxed future, as [`Backend::resume`] returns.
+/// A boxed future, as [`Backend::resume`] and [`Backend::shutdown`] return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// One rendered broadcast for the backend to carry.
-#[derive(Clone, Copy, Debug)]
-#[non_exhaustive]
-pub struct Publication<'a> {
-    /// The stream.
-    pub stream: &'a StreamName,
-    /// The `<turbo-stream>` element.
-    pub html: &'a str,
-    /// A connection that gets a `skip` in its place (the sender's page).
-    pub except: Option<ConnectionId>,
-}
-
 /// Carries rendered broadcasts to the hubs that have subscribers for them.
+///
+/// Implemented by [`InProcess`] and, with the `redis` feature, [`Redis`]; another
+/// broker can implement it too.
 pub trait Backend: Send + Sync + 'static {
-    /// Called once when the [`Turbo`](crate::Turbo) is built, with this process's hub:
-    /// a broker backend starts its tasks here.
+    /// Who numbers broadcasts: this process's hub, or the broker. Fixes the mode of the
+    /// hub the [`Turbo`](crate::Turbo) makes.
+    fn numbering(&self) -> Numbering {
+        Numbering::Local
+    }
+
+    /// Called once when the [`Turbo`](crate::Turbo) is built, with the capability to
+    /// feed this process's hub: a broker backend starts its tasks here.
     ///
     /// # Errors
     ///
-    /// [`Error::Backend`] when the backend cannot start (e.g. no async runtime).
-    fn start(&self, hub: Arc<Hub>) -> Result<()> {
-        let _ = hub;
-        Ok(())
-    }
+    /// [`Error::Backend`] when the backend cannot start (no async runtime, started
+    /// twice).
+    fn start(&self, feed: Feed) -> Result<()>;
 
-    /// Publishes one rendered broadcast so that it reaches every subscriber of its stream
-    /// in every process, in order.
+    /// Publishes one rendered broadcast so that it reaches every subscriber of its
+    /// stream in every process, in order.
     ///
     /// # Errors
     ///
-    /// [`Error::Backend`](crate::Error::Backend) when the broadcast could not be handed on.
-    fn publish(&self, hub: &Hub, publication: Publication<'_>) -> Result<()>;
+    /// [`Error::Backend`] when the broadcast could not be accepted.
+    fn publish(&self, publication: Publication) -> Result<()>;
 
-    /// Where `stream` was at `at` (now when `None`), for a page being rendered; `None`
-    /// when it cannot be known (the page then subscribes from where the stream is when
-    /// it connects). The default asks the hub.
-    fn render_position(
-        &self,
-        hub: &Hub,
-        stream: &StreamName,
-        at: Option<Instant>,
-    ) -> Option<Position> {
-        Some(hub.position_for_render(stream, at))
-    }
-
-    /// Answers a subscription that the hub handed over
-    /// ([`Subscribed::ask_broker`](crate::hub::Subscribed::ask_broker)): the stream's
-    /// position and the frames after `since`. Only broker backends are asked.
-    fn resume(&self, stream: StreamName, since: Option<Position>) -> BoxFuture<Result<Resume>> {
+    /// Answers a subscription that the hub handed over: the stream's position and the
+    /// frames after `since`. Only broker backends are asked.
+    fn resume(&self, stream: StreamName, since: Option<Since>) -> BoxFuture<Result<Resume>> {
         let _ = since;
         Box::pin(async move {
-            Err(Error::Backend {
-                stream: stream.to_string(),
-                message: "this backend keeps no history outside the hub".into(),
-            })
+            Err(Error::backend(
+                "resume",
+                stream.as_str(),
+                "this backend keeps no history outside the hub",
+            ))
         })
+    }
+
+    /// Stops the backend's tasks; called by [`Turbo::shutdown`](crate::Turbo::shutdown)
+    /// once the connections are closed.
+    fn shutdown(&self) -> BoxFuture<()> {
+        Box::pin(async {})
     }
 }
 
@@ -105,12 +99,22 @@ mod redis;
 pub use redis::Redis;
 
 /// Delivers to this process's subscribers only. The default; needs nothing running.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct InProcess;
+#[derive(Debug, Default)]
+pub struct InProcess {
+    feed: OnceLock<Feed>,
+}
 
 impl Backend for InProcess {
-    fn publish(&self, hub: &Hub, publication: Publication<'_>) -> Result<()> {
-        hub.deliver_except(publication.stream, publication.html, publication.except);
-        Ok(())
+    fn start(&self, feed: Feed) -> Result<()> {
+        self.feed
+            .set(feed)
+            .map_err(|_| Error::backend("start", "-", "this backend is already started"))
+    }
+
+    fn publish(&self, publication: Publication) -> Result<()> {
+        let feed = self.feed.get().ok_or_else(|| {
+            Error::backend("publish", publication.stream.as_str(), "not started")
+        })?;
+        feed.publish(publication).map(|_| ())
     }
 }

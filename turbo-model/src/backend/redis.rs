@@ -1,54 +1,68 @@
 //! The Redis backend; see [`Redis`].
 
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
-use super::{Backend, BoxFuture, Publication, Resume};
+use super::{Backend, BoxFuture, Resume};
+use crate::clock;
 use crate::error::{Error, Result};
-use crate::hub::{ConnectionId, Frame, Gap, Hub, HubSettings, Position};
-use crate::stream::StreamName;
+use crate::hub::{
+    Feed, Frame, HubSettings, Numbering, Position, Publication, Record, Resolution, Since,
+    new_epoch, resolve,
+};
+use crate::name::{ConnectionId, StreamName};
 
 /// Publishes one broadcast: number it, log it, announce it.
+///
+/// KEYS: the stream's meta hash (epoch, seq, created) and its log. ARGV: a fresh epoch,
+/// the element, the excepted connection, the log length, the TTL, the channel, the
+/// stream name, this process, the time.
 const PUBLISH: &str = r"
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch)
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'created', ARGV[9])
 end
-local seq = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'seq', seq, 'html', ARGV[2])
-for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
-redis.call('PUBLISH', ARGV[6], cjson.encode({s = ARGV[7], e = epoch, q = seq, h = ARGV[2], x = ARGV[3], p = ARGV[8]}))
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'q', seq, 't', ARGV[9], 'h', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('PUBLISH', ARGV[6], cjson.encode({s = ARGV[7], e = epoch, q = seq, t = ARGV[9], h = ARGV[2], x = ARGV[3], p = ARGV[8]}))
 return {epoch, tostring(seq)}
 ";
 
-/// A stream's position, creating its epoch if it has none; with `since` (>= 0), also the
-/// logged frames after it, oldest first: `{epoch, seq, seq1, html1, seq2, html2, ...}`.
+/// A stream's position, creating its record if it has none, and its log: for every
+/// kept entry, oldest first, its sequence number, its time, and its element when it is
+/// after the client's start (`ARGV[4]` is `p` with a sequence number or `t` with a
+/// time), else an empty string: `{epoch, seq, created, q1, t1, h1, ...}`.
 const POSITION: &str = r"
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch, 'EX', ARGV[3])
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'created', ARGV[3])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
-local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
-local out = {epoch, tostring(seq)}
-local since = tonumber(ARGV[2])
-if since >= 0 and since < seq then
-  local entries = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[4])
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'created')
+local out = {meta[1], meta[2] or '0', meta[3] or '0'}
+if ARGV[4] ~= '' then
+  local by_time = ARGV[4] == 't'
+  local from = tonumber(ARGV[5])
+  local entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[6])
   for i = #entries, 1, -1 do
     local fields = entries[i][2]
-    local q, h
+    local q, t, h
     for j = 1, #fields, 2 do
-      if fields[j] == 'seq' then q = fields[j + 1] elseif fields[j] == 'html' then h = fields[j + 1] end
+      local name = fields[j]
+      if name == 'q' then q = fields[j + 1] elseif name == 't' then t = fields[j + 1] elseif name == 'h' then h = fields[j + 1] end
     end
-    if q and h and tonumber(q) > since then
+    if q and t and h then
+      local wanted = (by_time and tonumber(t) >= from) or ((not by_time) and tonumber(q) > from)
       table.insert(out, q)
-      table.insert(out, h)
+      table.insert(out, t)
+      table.insert(out, wanted and h or '')
     end
   end
 end
@@ -57,6 +71,9 @@ return out
 
 /// Broadcasts waiting to be published from this process, at most.
 const QUEUE: usize = 10_000;
+
+/// How long [`Backend::shutdown`] waits for the tasks to stop.
+const STOP_WITHIN: Duration = Duration::from_secs(2);
 
 /// What crosses the channel: one broadcast, as the script announces it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -67,6 +84,8 @@ struct Announced {
     e: String,
     /// The sequence number.
     q: u64,
+    /// When it was published: microseconds since the Unix epoch, in decimal.
+    t: String,
     /// The `<turbo-stream>` element.
     h: String,
     /// The connection that gets a skip instead, or empty.
@@ -75,26 +94,18 @@ struct Announced {
     p: String,
 }
 
-/// A broadcast on its way to Redis.
-struct Job {
-    stream: StreamName,
-    html: String,
-    except: Option<ConnectionId>,
-}
-
 /// Broadcasts through Redis: they reach the subscribers of every server process, and a
 /// client that reconnects to another process resumes where it was.
 ///
-///
 /// # How
 ///
-/// Per stream, Redis holds an epoch, a sequence counter and a log (a Redis stream capped
-/// at the history length), all expiring after the history age without broadcasts. One
-/// Lua script publishes a broadcast atomically: it numbers it (`INCR`), appends it to
-/// the log (`XADD … MAXLEN ~`), and `PUBLISH`es it on one channel that every process
-/// subscribes to; each process hands the frames to its own hub, which fans them out to
-/// its subscribers. A broadcast is rendered once, in the process that saved, and crosses
-/// the network once per process.
+/// Per stream, Redis holds a hash (the epoch, the sequence counter, when the record was
+/// made) and a log (a Redis stream capped at the history length), both expiring after
+/// the history age without broadcasts. One Lua script publishes a broadcast atomically:
+/// it numbers it (`HINCRBY`), appends it to the log (`XADD … MAXLEN ~`), and
+/// `PUBLISH`es it on one channel that every process subscribes to; each process hands
+/// the frames to its own hub, which fans them out to its subscribers. A broadcast is
+/// rendered once, in the process that saved, and crosses the network once per process.
 ///
 /// Redis Streams give the ordered, capped, per-stream history that resume needs (read
 /// with `XREVRANGE`), Pub/Sub the low-latency fan-out to processes without a consumer
@@ -111,6 +122,12 @@ struct Job {
 ///   holds whatever was published meanwhile, or get the gap signal if Redis lost it
 ///   (a restart without persistence starts new epochs).
 ///
+/// # Lifecycle
+///
+/// The backend's tasks start when the [`Turbo`](crate::Turbo) is built and stop on
+/// [`Turbo::shutdown`](crate::Turbo::shutdown). One `Redis` serves one `Turbo`:
+/// building a second with it is an error.
+///
 /// # Crate
 ///
 /// [`redis`](https://docs.rs/redis) (redis-rs): the maintained, widely used Redis client
@@ -121,7 +138,7 @@ struct Job {
 /// ```no_run
 /// # async fn run() -> turbo_model::Result<()> {
 /// let turbo = turbo_model::Turbo::builder()
-///     .backend(turbo_model::Redis::new("redis://127.0.0.1:6379/")?)
+///     .backend(turbo_model::backend::Redis::new("redis://127.0.0.1:6379/")?)
 ///     .install()?;
 /// # Ok(()) }
 /// ```
@@ -140,11 +157,20 @@ struct Inner {
     channel: String,
     publish: redis::Script,
     position: redis::Script,
-    connection: OnceLock<ConnectionManager>,
-    queue: OnceLock<mpsc::Sender<Job>>,
-    settings: OnceLock<HubSettings>,
+    /// Set once, at start.
+    running: OnceLock<Running>,
     /// This process, among those sharing the channel.
     process: String,
+}
+
+/// What exists once the backend has started.
+struct Running {
+    connection: ConnectionManager,
+    queue: mpsc::Sender<Publication>,
+    feed: Feed,
+    settings: HubSettings,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Redis {
@@ -156,10 +182,12 @@ impl std::fmt::Debug for Redis {
     }
 }
 
-fn broker_error(stream: &str, error: impl std::fmt::Display) -> Error {
+fn redis_error(action: &'static str, stream: &str, error: redis::RedisError) -> Error {
     Error::Backend {
+        action,
         stream: stream.to_owned(),
         message: error.to_string(),
+        source: Some(Box::new(error)),
     }
 }
 
@@ -181,7 +209,7 @@ impl Redis {
     ///
     /// As [`new`](Self::new).
     pub fn with_prefix(url: &str, prefix: &str) -> Result<Self> {
-        let client = redis::Client::open(url).map_err(|e| broker_error("-", e))?;
+        let client = redis::Client::open(url).map_err(|e| redis_error("connect", "-", e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
@@ -190,95 +218,130 @@ impl Redis {
                 channel: format!("{prefix}:frames"),
                 publish: redis::Script::new(PUBLISH),
                 position: redis::Script::new(POSITION),
-                connection: OnceLock::new(),
-                queue: OnceLock::new(),
-                settings: OnceLock::new(),
+                running: OnceLock::new(),
                 process: Position::epoch_hex(new_epoch()),
             }),
         })
     }
 
-    fn keys(&self, stream: &StreamName) -> [String; 3] {
+    fn keys(&self, stream: &StreamName) -> [String; 2] {
         // One hash tag per stream: a cluster keeps a stream's keys on one node.
         let base = format!("{}:{{{}}}", self.inner.prefix, stream.as_str());
-        [
-            format!("{base}:epoch"),
-            format!("{base}:seq"),
-            format!("{base}:log"),
-        ]
+        [format!("{base}:meta"), format!("{base}:log")]
     }
 
-    fn settings(&self) -> HubSettings {
-        self.inner.settings.get().copied().unwrap_or_default()
-    }
-
-    fn ttl(&self) -> u64 {
-        self.settings().history_age.as_secs().max(1) + 60
-    }
-
-    fn connection(&self) -> Result<ConnectionManager> {
+    fn running(&self, action: &'static str, stream: &str) -> Result<&Running> {
         self.inner
-            .connection
+            .running
             .get()
-            .cloned()
-            .ok_or_else(|| broker_error("-", "the Redis backend has not started"))
+            .ok_or_else(|| Error::backend(action, stream, "the Redis backend has not started"))
     }
 
-    /// Runs the position script: `(position, logged frames after since)`.
-    async fn position(
-        &self,
-        stream: &StreamName,
-        since: Option<u64>,
-    ) -> Result<(Position, Vec<(u64, String)>)> {
-        let mut connection = self.connection()?;
+    fn ttl(settings: HubSettings) -> u64 {
+        settings.history_age.as_secs().max(1) + 60
+    }
+
+    /// Runs the position script for `since`: the stream's record and its log.
+    async fn resume_from_log(&self, stream: &StreamName, since: Option<Since>) -> Result<Resume> {
+        let running = self.running("resume", stream.as_str())?;
+        let mut connection = running.connection.clone();
         let keys = self.keys(stream);
-        let since = since.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX));
+        let (mode, from) = match since {
+            None => ("", 0),
+            Some(Since::Position(p)) => ("p", p.seq),
+            Some(Since::Time(t)) => ("t", t),
+        };
         let out: Vec<String> = self
             .inner
             .position
             .key(&keys[0])
             .key(&keys[1])
-            .key(&keys[2])
             .arg(Position::epoch_hex(new_epoch()))
-            .arg(since)
-            .arg(self.ttl())
-            .arg(self.settings().history_len)
+            .arg(Self::ttl(running.settings))
+            .arg(clock::now_micros())
+            .arg(mode)
+            .arg(from)
+            .arg(running.settings.history_len)
             .invoke_async(&mut connection)
             .await
-            .map_err(|e| broker_error(stream.as_str(), e))?;
-        let bad = || broker_error(stream.as_str(), "unexpected reply from the position script");
-        let [epoch, seq, rest @ ..] = out.as_slice() else {
+            .map_err(|e| redis_error("resume", stream.as_str(), e))?;
+        let bad = || {
+            Error::backend(
+                "resume",
+                stream.as_str(),
+                "unexpected reply from the position script",
+            )
+        };
+        let [epoch, seq, created, rest @ ..] = out.as_slice() else {
             return Err(bad());
         };
         let position = Position::parse(&format!("{epoch}.{seq}")).ok_or_else(bad)?;
-        let frames = rest
-            .chunks_exact(2)
-            .filter_map(|pair| Some((pair[0].parse().ok()?, pair[1].clone())))
-            .collect();
-        Ok((position, frames))
+        let created: u64 = created.parse().map_err(|_| bad())?;
+        let mut kept = Vec::with_capacity(rest.len() / 3);
+        let mut html = Vec::with_capacity(rest.len() / 3);
+        for entry in rest.chunks_exact(3) {
+            let (Ok(q), Ok(t)) = (entry[0].parse::<u64>(), entry[1].parse::<u64>()) else {
+                return Err(bad());
+            };
+            kept.push((q, t));
+            html.push(&entry[2]);
+        }
+        let Some(since) = since else {
+            return Ok(Resume::new(position, Vec::new(), None));
+        };
+        // Entries before the oldest kept one were trimmed: they are no later than it.
+        let trimmed_until = match kept.first() {
+            Some(&(q, t)) if q > 1 => t,
+            _ => 0,
+        };
+        let ttl_micros = Self::ttl(running.settings) * 1_000_000;
+        let record = Record {
+            position,
+            kept: &kept,
+            trimmed_until,
+            created,
+            forgotten_until: running
+                .feed
+                .forgotten_until()
+                .max(clock::now_micros().saturating_sub(ttl_micros)),
+        };
+        match resolve(since, &record) {
+            Resolution::Gap(gap) => Ok(Resume::new(position, Vec::new(), Some(gap))),
+            Resolution::After(start) => {
+                let replay = kept
+                    .iter()
+                    .zip(html)
+                    .filter(|((q, _), _)| *q > start)
+                    .map(|(&(q, t), h)| {
+                        Frame::message(stream, Position::new(position.epoch, q), t, Arc::from(h.as_str()))
+                    })
+                    .collect();
+                Ok(Resume::new(position, replay, None))
+            }
+        }
     }
-}
-
-fn new_epoch() -> u64 {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
-        return nanos.max(1);
-    }
-    u64::from_le_bytes(bytes).max(1)
 }
 
 impl Backend for Redis {
-    fn start(&self, hub: Arc<Hub>) -> Result<()> {
+    fn numbering(&self) -> Numbering {
+        Numbering::Broker
+    }
+
+    fn start(&self, feed: Feed) -> Result<()> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            broker_error(
+            Error::backend(
+                "start",
                 "-",
                 "the Redis backend needs a tokio runtime: build the Turbo inside one",
             )
         })?;
-        let _ = self.inner.settings.set(hub.settings());
+        if self.inner.running.get().is_some() {
+            return Err(Error::backend(
+                "start",
+                "-",
+                "this Redis backend is already started: give each Turbo its own",
+            ));
+        }
         let connection = self
             .inner
             .client
@@ -287,90 +350,106 @@ impl Backend for Redis {
                     .set_connection_timeout(Some(Duration::from_secs(2)))
                     .set_response_timeout(Some(Duration::from_secs(2))),
             )
-            .map_err(|e| broker_error("-", e))?;
-        let _ = self.inner.connection.set(connection.clone());
+            .map_err(|e| redis_error("start", "-", e))?;
         let (queue, jobs) = mpsc::channel(QUEUE);
-        let _ = self.inner.queue.set(queue);
-        hub.use_broker_positions();
-        runtime.spawn(publisher(self.clone(), connection, jobs));
-        runtime.spawn(receiver(self.clone(), hub));
+        let (stop, stopped) = watch::channel(false);
+        let running = Running {
+            connection: connection.clone(),
+            queue,
+            settings: feed.settings(),
+            feed: feed.clone(),
+            stop,
+            tasks: Mutex::new(Vec::new()),
+        };
+        if self.inner.running.set(running).is_err() {
+            return Err(Error::backend(
+                "start",
+                "-",
+                "this Redis backend is already started: give each Turbo its own",
+            ));
+        }
+        let tasks = vec![
+            runtime.spawn(publisher(
+                self.clone(),
+                connection,
+                jobs,
+                feed.settings(),
+                stopped.clone(),
+            )),
+            runtime.spawn(receiver(self.clone(), feed, stopped)),
+        ];
+        if let Some(running) = self.inner.running.get() {
+            running
+                .tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(tasks);
+        }
         Ok(())
     }
 
-    fn publish(&self, _hub: &Hub, publication: Publication<'_>) -> Result<()> {
-        let queue = self
-            .inner
-            .queue
-            .get()
-            .ok_or_else(|| broker_error(publication.stream.as_str(), "not started"))?;
-        queue
-            .try_send(Job {
-                stream: publication.stream.clone(),
-                html: publication.html.to_owned(),
-                except: publication.except,
-            })
-            .map_err(|_| {
-                broker_error(
-                    publication.stream.as_str(),
-                    "too many broadcasts waiting for Redis; this one is dropped",
-                )
-            })
+    fn publish(&self, publication: Publication) -> Result<()> {
+        let running = self.running("publish", publication.stream.as_str())?;
+        let stream = publication.stream.clone();
+        running.queue.try_send(publication).map_err(|_| {
+            Error::backend(
+                "publish",
+                stream.as_str(),
+                "too many broadcasts waiting for Redis; this one is dropped",
+            )
+        })
     }
 
-    fn render_position(
-        &self,
-        hub: &Hub,
-        stream: &StreamName,
-        at: Option<Instant>,
-    ) -> Option<Position> {
-        if let Some(known) = hub.known_position_for_render(stream, at) {
-            return Some(known);
-        }
-        // Rendering is synchronous; the lookup is one round trip. Only a multi-threaded
-        // runtime lets this thread wait while the others carry on.
-        let runtime = tokio::runtime::Handle::try_current().ok()?;
-        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-            return None;
-        }
-        let lookup = tokio::task::block_in_place(|| runtime.block_on(self.position(stream, None)));
-        match lookup {
-            Ok((position, _)) => Some(position),
-            Err(error) => {
-                tracing::warn!(%stream, %error, "no position for the page: it will subscribe from where the stream is when it connects");
-                None
-            }
-        }
-    }
-
-    fn resume(&self, stream: StreamName, since: Option<Position>) -> BoxFuture<Result<Resume>> {
+    fn resume(&self, stream: StreamName, since: Option<Since>) -> BoxFuture<Result<Resume>> {
         let this = self.clone();
         Box::pin(async move {
-            let wanted = since.map(|s| s.seq);
-            let (position, logged) = this.position(&stream, wanted).await?;
-            let Some(since) = since else {
-                return Ok(Resume::new(position, Vec::new(), None));
+            let resume = this.resume_from_log(&stream, since).await?;
+            if let Ok(running) = this.running("resume", stream.as_str()) {
+                // The hub learns the position it will get frames after.
+                let _ = running.feed.learn(&stream, resume.position);
+            }
+            Ok(resume)
+        })
+    }
+
+    fn shutdown(&self) -> BoxFuture<()> {
+        let this = self.clone();
+        Box::pin(async move {
+            let Some(running) = this.inner.running.get() else {
+                return;
             };
-            if since.epoch != position.epoch || since.seq > position.seq {
-                return Ok(Resume::new(position, Vec::new(), Some(Gap::Epoch)));
+            running.stop.send_replace(true);
+            let tasks = std::mem::take(
+                &mut *running
+                    .tasks
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            for mut task in tasks {
+                if tokio::time::timeout(STOP_WITHIN, &mut task).await.is_err() {
+                    task.abort();
+                }
             }
-            if since.seq == position.seq {
-                return Ok(Resume::new(position, Vec::new(), None));
-            }
-            if logged.first().is_none_or(|(seq, _)| *seq != since.seq + 1) {
-                return Ok(Resume::new(position, Vec::new(), Some(Gap::History)));
-            }
-            let replay = logged
-                .iter()
-                .filter_map(|(seq, html)| Frame::message(&stream, position.epoch, *seq, html))
-                .collect();
-            Ok(Resume::new(position, replay, None))
         })
     }
 }
 
 /// Publishes this process's broadcasts, one after another, so that they keep their order.
-async fn publisher(redis: Redis, mut connection: ConnectionManager, mut jobs: mpsc::Receiver<Job>) {
-    while let Some(job) = jobs.recv().await {
+async fn publisher(
+    redis: Redis,
+    mut connection: ConnectionManager,
+    mut jobs: mpsc::Receiver<Publication>,
+    settings: HubSettings,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let job = tokio::select! {
+            job = jobs.recv() => job,
+            _ = stopped.wait_for(|stop| *stop) => None,
+        };
+        let Some(job) = job else {
+            return;
+        };
         let keys = redis.keys(&job.stream);
         let except = job
             .except
@@ -381,15 +460,15 @@ async fn publisher(redis: Redis, mut connection: ConnectionManager, mut jobs: mp
             .publish
             .key(&keys[0])
             .key(&keys[1])
-            .key(&keys[2])
             .arg(Position::epoch_hex(new_epoch()))
-            .arg(&job.html)
+            .arg(&*job.html)
             .arg(except)
-            .arg(redis.settings().history_len)
-            .arg(redis.ttl())
+            .arg(settings.history_len)
+            .arg(Redis::ttl(settings))
             .arg(&redis.inner.channel)
             .arg(job.stream.as_str())
             .arg(&redis.inner.process)
+            .arg(clock::now_micros())
             .invoke_async(&mut connection)
             .await;
         if let Err(error) = result {
@@ -404,35 +483,44 @@ async fn publisher(redis: Redis, mut connection: ConnectionManager, mut jobs: mp
 
 /// Receives every process's broadcasts and hands them to this process's hub; reconnects
 /// with backoff, and after a reconnect makes every client resume from the log.
-async fn receiver(redis: Redis, hub: Arc<Hub>) {
+async fn receiver(redis: Redis, feed: Feed, mut stopped: watch::Receiver<bool>) {
     let mut delay = Duration::from_millis(100);
     let mut first = true;
     loop {
-        match redis.inner.client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.subscribe(&redis.inner.channel).await {
-                Ok(()) => {
-                    delay = Duration::from_millis(100);
-                    if !first {
-                        tracing::info!("Redis is back: clients resume from its log");
-                        hub.kick_all();
+        let session = async {
+            match redis.inner.client.get_async_pubsub().await {
+                Ok(mut pubsub) => match pubsub.subscribe(&redis.inner.channel).await {
+                    Ok(()) => {
+                        delay = Duration::from_millis(100);
+                        if !first {
+                            tracing::info!("Redis is back: clients resume from its log");
+                            let _ = feed.resync_all("the broker connection was lost");
+                        }
+                        first = false;
+                        let mut messages = pubsub.into_on_message();
+                        while let Some(message) = messages.next().await {
+                            deliver(&feed, &redis.inner.process, message.get_payload_bytes());
+                        }
+                        tracing::warn!("lost the Redis subscription; reconnecting");
                     }
-                    first = false;
-                    let mut messages = pubsub.into_on_message();
-                    while let Some(message) = messages.next().await {
-                        deliver(&hub, &redis.inner.process, message.get_payload_bytes());
-                    }
-                    tracing::warn!("lost the Redis subscription; reconnecting");
-                }
-                Err(error) => tracing::warn!(%error, "cannot subscribe on Redis; retrying"),
-            },
-            Err(error) => tracing::warn!(%error, "cannot reach Redis; retrying"),
+                    Err(error) => tracing::warn!(%error, "cannot subscribe on Redis; retrying"),
+                },
+                Err(error) => tracing::warn!(%error, "cannot reach Redis; retrying"),
+            }
+        };
+        tokio::select! {
+            () = session => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
         }
-        tokio::time::sleep(delay).await;
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
         delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 
-fn deliver(hub: &Hub, process: &str, payload: &[u8]) {
+fn deliver(feed: &Feed, process: &str, payload: &[u8]) {
     let announced: Announced = match serde_json::from_slice(payload) {
         Ok(announced) => announced,
         Err(error) => {
@@ -440,11 +528,12 @@ fn deliver(hub: &Hub, process: &str, payload: &[u8]) {
             return;
         }
     };
-    let (Ok(stream), Some(epoch)) = (
+    let (Ok(stream), Some(epoch), Ok(time)) = (
         StreamName::new(announced.s),
         u64::from_str_radix(&announced.e, 16).ok(),
+        announced.t.parse::<u64>(),
     ) else {
-        tracing::warn!("a frame on the Redis channel names no valid stream or epoch");
+        tracing::warn!("a frame on the Redis channel names no valid stream, epoch or time");
         return;
     };
     let except = if announced.p == process {
@@ -452,10 +541,12 @@ fn deliver(hub: &Hub, process: &str, payload: &[u8]) {
     } else {
         None
     };
-    hub.deliver_at(
-        &stream,
-        Position::new(epoch, announced.q),
-        &announced.h,
+    let publication = Publication {
+        stream,
+        html: Arc::from(announced.h),
         except,
-    );
+    };
+    if let Err(error) = feed.deliver(publication, Position::new(epoch, announced.q), time) {
+        tracing::error!(%error, "the hub refused a frame from Redis");
+    }
 }

@@ -6,23 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::sync::{Notify, mpsc};
 
-use super::{Frame, Hub, Position, Subscribed};
-use crate::stream::StreamName;
-
-/// Identifies one client connection for the life of the process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(pub(super) u64);
-
-impl ConnectionId {
-    /// The number, for logs.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-
-    pub(crate) fn new(id: u64) -> Self {
-        Self(id)
-    }
-}
+use super::{Frame, Hub, Since, Subscribed};
+use crate::name::{ConnectionId, StreamName};
 
 /// The hub's handle on a connection: where its frames go.
 #[derive(Clone, Debug)]
@@ -146,7 +131,7 @@ impl Connection {
 
     /// Frames of `stream` up to `seq` were sent by other means (a broker's replay): drop
     /// them if they come through the queue too.
-    pub fn sent_up_to(&mut self, stream: &StreamName, seq: u64) {
+    pub(crate) fn sent_up_to(&mut self, stream: &StreamName, seq: u64) {
         self.floors.insert(stream.clone(), seq);
     }
 
@@ -168,7 +153,7 @@ impl Connection {
 
     /// Subscribes to `stream`, resuming after `since` when given (see the
     /// [hub docs](super)).
-    pub fn subscribe(&mut self, stream: &StreamName, since: Option<Position>) -> Subscribed {
+    pub fn subscribe(&mut self, stream: &StreamName, since: Option<Since>) -> Subscribed {
         let already = self.streams.contains(stream);
         let subscribed = self.hub.add(stream, &self.subscriber, since, !already);
         if !already {

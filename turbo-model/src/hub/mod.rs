@@ -14,20 +14,22 @@
 //! after its last one left, the hub keeps its last
 //! [`history_len`](HubSettings::history_len) frames (defaults: 100 frames, 5 minutes)
 //! and an *epoch*: a random number fixed when the stream's record is created. A client
-//! that reconnects subscribes with the epoch and the last sequence number it applied; the
-//! hub replays the frames after it, then the client is live. Adding the subscriber and
-//! copying the replay happen under one lock, so nothing is lost or repeated at the seam.
-//! If the frames are gone (trimmed by count or age, or the record was dropped or the
-//! process restarted, which changes the epoch), the hub answers with a [`Gap`] instead,
-//! and the client recovers (by default the page refreshes). There is never a silent hole.
+//! that reconnects subscribes with the epoch and the last sequence number it applied
+//! ([`Since::Position`]); a page's first subscription names the time its request began
+//! ([`Since::Time`]). The hub replays the frames after it, then the client is live.
+//! Adding the subscriber and copying the replay happen under one lock, so nothing is
+//! lost or repeated at the seam. If the frames are gone (trimmed by count or age, or the
+//! record was dropped or the process restarted, which changes the epoch), the hub
+//! answers with a [`Gap`] instead, and the client recovers (by default the page
+//! refreshes). There is never a silent hole.
 //!
 //! # Cost
 //!
-//! A broadcast is rendered once by its sender and serialized here once; every subscriber
-//! receives the same shared bytes (a reference count) through one non-blocking queue
-//! push. A broadcast to a stream nobody watches is serialized and kept for
-//! [`COLD_WINDOW`] (10 s), so that a page rendered meanwhile still gets it when it
-//! connects; then the stream's record is dropped.
+//! A broadcast is rendered once by its sender; the hub makes one shared [`Frame`] of it
+//! and each transport encodes that frame once; every subscriber receives the same shared
+//! bytes through one non-blocking queue push. A broadcast to a stream nobody watches is
+//! kept for [`COLD_WINDOW`] (10 s), so that a page rendered meanwhile still gets it when
+//! it connects; then the stream's record is dropped.
 //!
 //! # Slow consumers
 //!
@@ -36,22 +38,32 @@
 //! connection whose queue would overflow is *kicked*: the frame is not queued and the
 //! connection closes with code 1013 so that its client reconnects and resumes from
 //! history. Other subscribers never wait for it.
+//!
+//! # Brokers
+//!
+//! With a broker backend ([`Numbering::Broker`]), the broker numbers broadcasts and
+//! feeds them to the hub of every process through a [`Feed`]; a stream's position is
+//! unknown to a hub until it has learned it, and a subscription the hub cannot answer is
+//! handed to the broker.
 
 mod connection;
 mod frame;
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-pub use connection::{Connection, ConnectionId, KickSignal};
+pub use connection::{Connection, KickSignal};
 use connection::{Push, Subscriber};
-pub use frame::{Frame, Gap, Position};
+pub(crate) use frame::{Record, Resolution, UNKNOWN, resolve};
+pub use frame::{Frame, Gap, Position, Since};
 
+use crate::clock;
+use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::stream::StreamName;
+use crate::name::{ConnectionId, StreamName};
 
 /// Limits of the hub, set through the [`Builder`](crate::Builder).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,8 +91,18 @@ impl Default for HubSettings {
     }
 }
 
+/// Who numbers a stream's broadcasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Numbering {
+    /// This process's hub: one process, nothing else running.
+    Local,
+    /// A broker shared by several processes; the hub learns positions from it.
+    Broker,
+}
+
 /// The outcome of a subscription.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Subscribed {
     /// Where the stream is now; live frames continue from `position.seq + 1`.
     pub position: Position,
@@ -91,16 +113,19 @@ pub struct Subscribed {
     /// `false` when the connection was already subscribed (nothing changed).
     pub new: bool,
     /// With a broker: this hub cannot answer (it has not learned the stream's position,
-    /// or the client missed more than it keeps); ask the broker
-    /// ([`Backend::resume`](crate::Backend::resume)) and use its answer instead.
-    pub ask_broker: bool,
+    /// or does not keep what the client missed); the broker must.
+    pub(crate) ask_broker: bool,
 }
 
 #[derive(Debug)]
 struct StreamState {
-    epoch: u64,
-    seq: u64,
-    history: VecDeque<(Instant, Arc<Frame>)>,
+    /// Where the stream is; `None` with a broker until the hub has learned it.
+    position: Option<Position>,
+    history: VecDeque<Arc<Frame>>,
+    /// The time of the newest frame dropped from the history (0: none).
+    trimmed_until: u64,
+    /// When this record was made (microseconds since the Unix epoch).
+    created: u64,
     subscribers: Vec<Subscriber>,
     /// When the last subscriber left (or when the record was made without one); the
     /// record is dropped `history_age` later, or [`COLD_WINDOW`] later if it never had a
@@ -108,6 +133,12 @@ struct StreamState {
     idle_since: Option<Instant>,
     /// Whether anyone ever subscribed.
     watched: bool,
+}
+
+impl StreamState {
+    fn kept(&self) -> Vec<(u64, u64)> {
+        self.history.iter().map(|f| (f.seq(), f.time())).collect()
+    }
 }
 
 #[derive(Debug)]
@@ -122,11 +153,12 @@ pub struct Hub {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
     next_connection: AtomicU64,
-    epochs: EpochSource,
     settings: HubSettings,
-    metrics: Arc<Metrics>,
-    /// Positions come from a broker (see [`Hub::use_broker_positions`]).
-    brokered: AtomicBool,
+    pub(crate) metrics: Arc<Metrics>,
+    numbering: Numbering,
+    /// A record dropped (or lost with a previous process) may have held frames up to
+    /// this time: pages rendered before it cannot be sure of a new record.
+    forgotten_until: AtomicU64,
 }
 
 /// Streams are spread over this many locks, so that unrelated streams rarely contend.
@@ -139,44 +171,26 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// for a page rendered meanwhile to connect and replay them.
 pub const COLD_WINDOW: Duration = Duration::from_secs(10);
 
-/// Epochs: random per process, distinct per stream record.
-#[derive(Debug)]
-struct EpochSource {
-    base: u64,
-    counter: AtomicU64,
-}
-
-impl EpochSource {
-    fn new() -> Self {
-        let mut bytes = [0u8; 8];
-        // Without OS randomness, the start time still makes restarts differ.
-        let base = if getrandom::fill(&mut bytes).is_ok() {
-            u64::from_le_bytes(bytes)
-        } else {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
-        };
-        Self {
-            base,
-            counter: AtomicU64::new(0),
-        }
+/// A fresh epoch: random, never 0. Stream records get one when they are made, here or
+/// in a broker.
+pub(crate) fn new_epoch() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_ok() {
+        return u64::from_le_bytes(bytes).max(1);
     }
-
-    fn next(&self) -> u64 {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        // An odd multiplier makes consecutive records' epochs look unrelated while
-        // staying distinct.
-        self.base
-            .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-            .max(1)
-    }
+    // Without OS randomness, the clock still makes restarts differ; the counter makes
+    // records of one process differ.
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    clock::now_micros()
+        .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .max(1)
 }
 
 impl Hub {
-    /// A hub with these limits.
-    /// A hub with these limits.
-    pub(crate) fn new(settings: HubSettings, metrics: Arc<Metrics>) -> Self {
+    /// A hub with these limits, numbering streams itself or learning positions from a
+    /// broker.
+    pub(crate) fn new(settings: HubSettings, metrics: Arc<Metrics>, numbering: Numbering) -> Self {
         Self {
             shards: (0..SHARDS)
                 .map(|_| {
@@ -188,26 +202,15 @@ impl Hub {
                 .collect(),
             hasher: RandomState::new(),
             next_connection: AtomicU64::new(1),
-            epochs: EpochSource::new(),
             settings: HubSettings {
                 queue_frames: settings.queue_frames.max(1),
                 ..settings
             },
             metrics,
-            brokered: AtomicBool::new(false),
+            numbering,
+            // Whatever a previous process kept is gone.
+            forgotten_until: AtomicU64::new(clock::now_micros()),
         }
-    }
-
-    /// Called by a broker backend at start: stream positions (epochs and sequence
-    /// numbers) are the broker's from now on, learned from the frames it delivers
-    /// ([`deliver_at`](Self::deliver_at)) and from [`learn`](Self::learn); a stream whose
-    /// position this hub has not learned yet is answered by the broker.
-    pub fn use_broker_positions(&self) {
-        self.brokered.store(true, Ordering::Relaxed);
-    }
-
-    fn is_brokered(&self) -> bool {
-        self.brokered.load(Ordering::Relaxed)
     }
 
     /// The limits this hub runs with.
@@ -226,12 +229,18 @@ impl Hub {
         if now.duration_since(shard.last_sweep) >= SWEEP_EVERY {
             shard.last_sweep = now;
             let age = self.settings.history_age;
+            let mut forgotten = 0;
             shard.streams.retain(|_, state| {
                 let keep_for = if state.watched { age } else { COLD_WINDOW };
-                state
+                let keep = state
                     .idle_since
-                    .is_none_or(|idle| now.duration_since(idle) < keep_for)
+                    .is_none_or(|idle| now.duration_since(idle) < keep_for);
+                if !keep && let Some(last) = state.history.back() {
+                    forgotten = forgotten.max(last.time());
+                }
+                keep
             });
+            self.forgotten_until.fetch_max(forgotten, Ordering::Relaxed);
         }
         shard
     }
@@ -239,70 +248,100 @@ impl Hub {
     /// Opens a connection: a queue and an id. Subscribe it with
     /// [`Connection::subscribe`]; drop it to leave every stream.
     pub fn connect(self: &Arc<Self>) -> Connection {
-        let id = ConnectionId(self.next_connection.fetch_add(1, Ordering::Relaxed));
+        let id = ConnectionId::new(self.next_connection.fetch_add(1, Ordering::Relaxed));
         self.metrics.connection_opened();
         Connection::new(Arc::clone(self), id, self.settings.queue_frames)
     }
 
+    /// A record for a stream nobody watches yet.
     fn new_state(&self) -> StreamState {
         StreamState {
-            // With a broker, 0 means "not learned yet": the broker knows.
-            epoch: if self.is_brokered() {
-                0
-            } else {
-                self.epochs.next()
+            position: match self.numbering {
+                Numbering::Local => Some(Position::new(new_epoch(), 0)),
+                Numbering::Broker => None,
             },
-            seq: 0,
             history: VecDeque::new(),
+            trimmed_until: 0,
+            created: clock::now_micros(),
             subscribers: Vec::new(),
-            idle_since: None,
+            idle_since: Some(Instant::now()),
             watched: false,
         }
     }
 
-    /// A record for a stream nobody watches yet.
-    fn cold_state(&self) -> StreamState {
-        StreamState {
-            idle_since: Some(Instant::now()),
-            ..self.new_state()
-        }
+    /// The stream's record, made if there is none: the one place records are made.
+    fn state<'s>(&self, shard: &'s mut Shard, stream: &StreamName) -> &'s mut StreamState {
+        shard
+            .streams
+            .entry(stream.clone())
+            .or_insert_with(|| self.new_state())
     }
 
     fn add(
         &self,
         stream: &StreamName,
         subscriber: &Subscriber,
-        since: Option<Position>,
+        since: Option<Since>,
         new: bool,
     ) -> Subscribed {
         let mut shard = self.shard(stream);
-        let state = match shard.streams.entry(stream.clone()) {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(self.new_state()),
-        };
-        trim(&mut state.history, self.settings.history_age);
+        let state = self.state(&mut shard, stream);
+        trim(state, self.settings);
         if new {
             state.subscribers.push(subscriber.clone());
             state.idle_since = None;
             state.watched = true;
             self.metrics.subscribed();
         }
-        let position = Position::new(state.epoch, state.seq);
-        let (replay, gap) = match since {
-            Some(since) if new => replay_after(state, since),
-            _ => (Vec::new(), None),
-        };
-        let ask_broker =
-            self.is_brokered() && new && (state.epoch == 0 || gap == Some(Gap::History));
-        if ask_broker {
+        let Some(position) = state.position else {
+            // A broker's stream this hub has not learned yet.
             return Subscribed {
-                position,
+                position: UNKNOWN,
                 replay: Vec::new(),
                 gap: None,
                 new,
-                ask_broker,
+                ask_broker: new,
             };
+        };
+        let resolution = match since {
+            Some(since) if new => resolve(
+                since,
+                &Record {
+                    position,
+                    kept: &state.kept(),
+                    trimmed_until: state.trimmed_until,
+                    created: state.created,
+                    forgotten_until: self.forgotten_until.load(Ordering::Relaxed),
+                },
+            ),
+            _ => Resolution::After(position.seq),
+        };
+        if self.numbering == Numbering::Broker && new {
+            // This hub's record starts when it learned the stream: older frames, and
+            // what it trimmed, are the broker's to answer for.
+            let learned_late = matches!(since, Some(Since::Time(t)) if state.created > t);
+            if learned_late || resolution == Resolution::Gap(Gap::History) {
+                return Subscribed {
+                    position,
+                    replay: Vec::new(),
+                    gap: None,
+                    new,
+                    ask_broker: true,
+                };
+            }
         }
+        let (replay, gap) = match resolution {
+            Resolution::After(seq) => (
+                state
+                    .history
+                    .iter()
+                    .filter(|f| f.seq() > seq)
+                    .cloned()
+                    .collect(),
+                None,
+            ),
+            Resolution::Gap(gap) => (Vec::new(), Some(gap)),
+        };
         if gap.is_some() {
             self.metrics.gap();
         } else if !replay.is_empty() {
@@ -313,7 +352,7 @@ impl Hub {
             replay,
             gap,
             new,
-            ask_broker,
+            ask_broker: false,
         }
     }
 
@@ -331,40 +370,13 @@ impl Hub {
         }
     }
 
-    /// Where `stream` was at `at` (the start of the request rendering a page; now when
-    /// `None`), for the page's first subscription: the broadcasts after it are replayed,
-    /// so none is lost between reading the page's data and its socket connecting.
-    /// Creates the stream's record if there is none.
-    ///
-    /// Broadcasts to a stream nobody subscribes to are kept for [`COLD_WINDOW`], so a
-    /// request that started up to that long ago still gets them.
-    pub fn position_for_render(&self, stream: &StreamName, at: Option<Instant>) -> Position {
-        let mut shard = self.shard(stream);
-        let state = shard
-            .streams
-            .entry(stream.clone())
-            .or_insert_with(|| self.cold_state());
-        Position::new(state.epoch, seq_at(state, at))
-    }
-
-    /// As [`position_for_render`](Self::position_for_render), but only when this hub
-    /// knows the stream's position (with a broker: has learned it).
-    pub fn known_position_for_render(
-        &self,
-        stream: &StreamName,
-        at: Option<Instant>,
-    ) -> Option<Position> {
-        let shard = self.shard(stream);
-        let state = shard.streams.get(stream)?;
-        (state.epoch != 0).then(|| Position::new(state.epoch, seq_at(state, at)))
-    }
-
-    /// Where `stream` is now, if this hub keeps a record of it.
-    pub fn position(&self, stream: &StreamName) -> Option<Position> {
+    /// Where `stream` is now, if this hub keeps a record of it and knows its position.
+    #[cfg(test)]
+    pub(crate) fn position(&self, stream: &StreamName) -> Option<Position> {
         self.shard(stream)
             .streams
             .get(stream)
-            .map(|s| Position::new(s.epoch, s.seq))
+            .and_then(|s| s.position)
     }
 
     /// Number of connections subscribed to `stream` in this process.
@@ -375,50 +387,33 @@ impl Hub {
             .map_or(0, |s| s.subscribers.len())
     }
 
-    /// Publishes a rendered `<turbo-stream>` element to `stream`: assigns the next
-    /// sequence number, serializes the frame once, records it in the history, and pushes
-    /// it onto each local subscriber's queue. Returns the number of queues it reached.
-    pub fn deliver(&self, stream: &StreamName, html: &str) -> usize {
-        self.deliver_except(stream, html, None)
-    }
-
-    /// As [`deliver`](Self::deliver), but the connection `except` gets a `skip` frame
-    /// in its place: its position moves on, nothing is applied (its page already shows
-    /// the change).
-    pub fn deliver_except(
-        &self,
-        stream: &StreamName,
-        html: &str,
-        except: Option<ConnectionId>,
-    ) -> usize {
+    /// Numbers a rendered `<turbo-stream>` element in `stream`, keeps it in the history
+    /// and pushes it onto each local subscriber's queue (`except` gets a `skip` in its
+    /// place: its page already shows the change). Returns the number of queues it
+    /// reached.
+    fn publish(&self, stream: &StreamName, html: Arc<str>, except: Option<ConnectionId>) -> usize {
         let mut shard = self.shard(stream);
-        let state = shard
-            .streams
-            .entry(stream.clone())
-            .or_insert_with(|| self.cold_state());
-        state.seq += 1;
-        self.fan_out(state, stream, html, except)
+        let state = self.state(&mut shard, stream);
+        let position = state
+            .position
+            .map_or_else(|| Position::new(new_epoch(), 1), |p| Position::new(p.epoch, p.seq + 1));
+        state.position = Some(position);
+        let frame = Frame::message(stream, position, clock::now_micros(), html);
+        self.fan_out(state, stream, frame, except)
     }
 
-    /// Makes the frame for the stream's current position, keeps it in the history and
-    /// pushes it onto every subscriber's queue (a skip for `except`).
+    /// Keeps `frame` in the history and pushes it onto every subscriber's queue (a skip
+    /// for `except`).
     fn fan_out(
         &self,
         state: &mut StreamState,
         stream: &StreamName,
-        html: &str,
+        frame: Arc<Frame>,
         except: Option<ConnectionId>,
     ) -> usize {
-        let Some(frame) = Frame::message(stream, state.epoch, state.seq, html) else {
-            return 0;
-        };
         self.metrics.frame_built();
-        let now = Instant::now();
-        state.history.push_back((now, Arc::clone(&frame)));
-        while state.history.len() > self.settings.history_len {
-            state.history.pop_front();
-        }
-        trim(&mut state.history, self.settings.history_age);
+        state.history.push_back(Arc::clone(&frame));
+        trim(state, self.settings);
 
         let max_bytes = self.settings.queue_bytes;
         let mut skip: Option<Arc<Frame>> = None;
@@ -438,7 +433,7 @@ impl Hub {
                 Push::Kicked => {
                     self.metrics.slow_consumer_kicked();
                     tracing::warn!(
-                        connection = subscriber.id.0,
+                        connection = subscriber.id.get(),
                         %stream,
                         "connection fell behind; closing it so that it reconnects and resumes"
                     );
@@ -455,73 +450,71 @@ impl Hub {
             self.metrics.unsubscribed();
         }
         if lost > 0 && state.subscribers.is_empty() {
-            state.idle_since = Some(now);
+            state.idle_since = Some(Instant::now());
         }
         self.metrics.delivered(delivered);
         delivered
     }
-}
 
-impl Hub {
-    /// Delivers a frame whose position a broker assigned: the broker's epoch and
-    /// sequence number. Frames it already has are ignored; when the broker's epoch
-    /// changes or frames are missing (a lost broker connection), the stream's
-    /// subscribers are closed so that they reconnect and resume from the broker (which
-    /// replays or tells them of the gap). Returns the number of queues it reached.
-    pub fn deliver_at(
+    /// Delivers a frame a broker numbered. Frames it already has are ignored; when the
+    /// broker's epoch changes or frames are missing (a lost broker connection), the
+    /// stream's subscribers are closed so that they reconnect and resume from the
+    /// broker (which replays or tells them of the gap).
+    fn deliver_numbered(
         &self,
         stream: &StreamName,
         position: Position,
-        html: &str,
+        time: u64,
+        html: Arc<str>,
         except: Option<ConnectionId>,
     ) -> usize {
         let mut shard = self.shard(stream);
-        let state = shard
-            .streams
-            .entry(stream.clone())
-            .or_insert_with(|| self.cold_state());
-        let unknown = state.epoch == 0;
-        let restarted = !unknown && state.epoch != position.epoch;
-        if !unknown && !restarted && position.seq <= state.seq {
-            return 0;
+        let state = self.state(&mut shard, stream);
+        if let Some(known) = state.position {
+            if known.epoch == position.epoch && position.seq <= known.seq {
+                return 0;
+            }
+            if known.epoch != position.epoch || position.seq > known.seq + 1 {
+                self.kick_all_of(
+                    state,
+                    stream,
+                    "the broker's stream moved on without this process",
+                );
+                state.trimmed_until = state.history.back().map_or(state.trimmed_until, |f| f.time());
+                state.history.clear();
+            }
         }
-        let missing = !unknown && !restarted && position.seq > state.seq + 1;
-        if restarted || missing {
-            self.kick_all_of(
-                state,
-                stream,
-                "the broker's stream moved on without this process",
-            );
-            state.history.clear();
-        }
-        state.epoch = position.epoch;
-        state.seq = position.seq;
-        self.fan_out(state, stream, html, except)
+        state.position = Some(position);
+        let frame = Frame::message(stream, position, time, html);
+        self.fan_out(state, stream, frame, except)
     }
 
     /// Records a position learned from the broker (when answering a subscription), if
     /// this hub had not learned one yet.
-    pub fn learn(&self, stream: &StreamName, position: Position) {
+    fn learn(&self, stream: &StreamName, position: Position) {
         let mut shard = self.shard(stream);
         if let Some(state) = shard.streams.get_mut(stream)
-            && state.epoch == 0
+            && state.position.is_none()
         {
-            state.epoch = position.epoch;
-            state.seq = position.seq;
+            state.position = Some(position);
         }
     }
 
-    /// Closes every connection (they reconnect and resume): after the broker connection
-    /// was lost, frames may have been missed.
-    pub fn kick_all(&self) {
+    /// Closes every connection (they reconnect and resume) and forgets every position:
+    /// after the broker connection was lost, frames may have been missed.
+    fn resync_all(&self, why: &str) {
+        self.forgotten_until
+            .fetch_max(clock::now_micros(), Ordering::Relaxed);
         for shard in &self.shards {
             let mut shard = shard
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             for (stream, state) in &mut shard.streams {
-                self.kick_all_of(state, stream, "the broker connection was lost");
+                self.kick_all_of(state, stream, why);
                 state.history.clear();
-                state.epoch = if self.is_brokered() { 0 } else { state.epoch };
+                state.trimmed_until = 0;
+                state.position = None;
+                state.created = clock::now_micros();
             }
         }
     }
@@ -539,53 +532,140 @@ impl Hub {
     }
 }
 
-/// The stream's sequence number at `at` (now when `None`), from the history's times.
-fn seq_at(state: &StreamState, at: Option<Instant>) -> u64 {
-    let Some(at) = at else {
-        return state.seq;
-    };
-    match state.history.iter().rposition(|(time, _)| *time <= at) {
-        Some(i) => state.history[i].1.seq(),
-        None => state
-            .history
-            .front()
-            .map_or(state.seq, |(_, first)| first.seq() - 1),
+/// Drops history entries beyond the count or older than the age, remembering the time
+/// of the newest one dropped.
+fn trim(state: &mut StreamState, settings: HubSettings) {
+    let oldest_kept = clock::now_micros()
+        .saturating_sub(u64::try_from(settings.history_age.as_micros()).unwrap_or(u64::MAX));
+    while let Some(front) = state.history.front() {
+        if state.history.len() <= settings.history_len && front.time() >= oldest_kept {
+            break;
+        }
+        state.trimmed_until = state.trimmed_until.max(front.time());
+        state.history.pop_front();
     }
 }
 
-/// Drops history entries older than `age`.
-fn trim(history: &mut VecDeque<(Instant, Arc<Frame>)>, age: Duration) {
-    let now = Instant::now();
-    while history
-        .front()
-        .is_some_and(|(at, _)| now.duration_since(*at) > age)
-    {
-        history.pop_front();
-    }
+/// What a backend may do to this process's hub: the narrow capability it gets at start.
+///
+/// A hub numbers its streams itself ([`Numbering::Local`]) or learns positions from a
+/// broker ([`Numbering::Broker`]), fixed when it is made. Each method belongs to one of
+/// the two; calling one of the other kind is an error, never a silent drop.
+#[derive(Clone, Debug)]
+pub struct Feed {
+    hub: Arc<Hub>,
 }
 
-/// The frames after `since`, or why they cannot be had.
-fn replay_after(state: &StreamState, since: Position) -> (Vec<Arc<Frame>>, Option<Gap>) {
-    if since.epoch != state.epoch || since.seq > state.seq {
-        return (Vec::new(), Some(Gap::Epoch));
+/// One rendered broadcast for the hub or the backend to carry.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Publication {
+    /// The stream.
+    pub stream: StreamName,
+    /// The `<turbo-stream>` element.
+    pub html: Arc<str>,
+    /// A connection that gets a `skip` in its place (the sender's page).
+    pub except: Option<ConnectionId>,
+}
+
+impl Feed {
+    pub(crate) fn new(hub: Arc<Hub>) -> Self {
+        Self { hub }
     }
-    if since.seq == state.seq {
-        return (Vec::new(), None);
+
+    /// How the hub numbers streams.
+    pub fn numbering(&self) -> Numbering {
+        self.hub.numbering
     }
-    let oldest = state
-        .history
-        .front()
-        .map_or(state.seq + 1, |(_, f)| f.seq());
-    if oldest > since.seq + 1 {
-        return (Vec::new(), Some(Gap::History));
+
+    /// The hub's limits (a broker keeps as much history as the hub would).
+    pub fn settings(&self) -> HubSettings {
+        self.hub.settings
     }
-    let replay = state
-        .history
-        .iter()
-        .filter(|(_, f)| f.seq() > since.seq)
-        .map(|(_, f)| Arc::clone(f))
-        .collect();
-    (replay, None)
+
+    /// Frames published up to this time (microseconds since the Unix epoch) may have
+    /// been lost to this process: it started then, or lost its broker connection then.
+    /// A page rendered before it cannot trust a stream record made after it.
+    pub fn forgotten_until(&self) -> u64 {
+        self.hub.forgotten_until.load(Ordering::Relaxed)
+    }
+
+    fn expect(&self, numbering: Numbering, what: &str, stream: &StreamName) -> Result<()> {
+        if self.hub.numbering == numbering {
+            Ok(())
+        } else {
+            Err(Error::backend(
+                "feed the hub",
+                stream.as_str(),
+                format!("{what} needs a hub with {numbering:?} numbering"),
+            ))
+        }
+    }
+
+    /// Numbers and delivers a broadcast ([`Numbering::Local`]). Returns the number of
+    /// local queues it reached.
+    ///
+    /// # Errors
+    ///
+    /// When the hub's positions come from a broker.
+    pub fn publish(&self, publication: Publication) -> Result<usize> {
+        self.expect(Numbering::Local, "publish", &publication.stream)?;
+        Ok(self
+            .hub
+            .publish(&publication.stream, publication.html, publication.except))
+    }
+
+    /// Delivers a broadcast the broker numbered at `position`, published at `time`
+    /// (microseconds since the Unix epoch) ([`Numbering::Broker`]). Returns the number
+    /// of local queues it reached.
+    ///
+    /// # Errors
+    ///
+    /// When the hub numbers its own streams.
+    pub fn deliver(
+        &self,
+        publication: Publication,
+        position: Position,
+        time: u64,
+    ) -> Result<usize> {
+        self.expect(Numbering::Broker, "deliver", &publication.stream)?;
+        Ok(self.hub.deliver_numbered(
+            &publication.stream,
+            position,
+            time,
+            publication.html,
+            publication.except,
+        ))
+    }
+
+    /// Tells the hub where a stream is, learned from the broker ([`Numbering::Broker`]).
+    ///
+    /// # Errors
+    ///
+    /// When the hub numbers its own streams.
+    pub fn learn(&self, stream: &StreamName, position: Position) -> Result<()> {
+        self.expect(Numbering::Broker, "learn", stream)?;
+        self.hub.learn(stream, position);
+        Ok(())
+    }
+
+    /// Makes every client reconnect and resume, and forgets every position: after the
+    /// broker connection was lost, frames may have been missed ([`Numbering::Broker`]).
+    ///
+    /// # Errors
+    ///
+    /// When the hub numbers its own streams.
+    pub fn resync_all(&self, why: &str) -> Result<()> {
+        if self.hub.numbering != Numbering::Broker {
+            return Err(Error::backend(
+                "feed the hub",
+                "-",
+                "resync needs a hub with Broker numbering",
+            ));
+        }
+        self.hub.resync_all(why);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -593,7 +673,7 @@ mod tests {
     use super::*;
 
     fn hub_with(settings: HubSettings) -> Arc<Hub> {
-        Arc::new(Hub::new(settings, Arc::default()))
+        Arc::new(Hub::new(settings, Arc::default(), Numbering::Local))
     }
 
     fn hub(queue_frames: usize) -> Arc<Hub> {
@@ -605,6 +685,25 @@ mod tests {
 
     fn name(s: &str) -> StreamName {
         StreamName::new(s).expect("valid")
+    }
+
+    impl Hub {
+        fn deliver(&self, stream: &StreamName, html: &str) -> usize {
+            self.publish(stream, Arc::from(html), None)
+        }
+
+        fn deliver_except(
+            &self,
+            stream: &StreamName,
+            html: &str,
+            except: Option<ConnectionId>,
+        ) -> usize {
+            self.publish(stream, Arc::from(html), except)
+        }
+    }
+
+    fn at(epoch: u64, seq: u64) -> Option<Since> {
+        Some(Since::Position(Position::new(epoch, seq)))
     }
 
     fn seqs(frames: &[Arc<Frame>]) -> Vec<u64> {
@@ -620,10 +719,9 @@ mod tests {
         assert_eq!(a.subscribe(&room, None).position.seq, 0);
         assert_eq!(b.subscribe(&room, None).position.seq, 0);
         assert_eq!(hub.deliver(&room, "<p>1</p>"), 2);
-        let expected = r#"{"type":"message","stream":"room:1","seq":1,"html":"<p>1</p>"}"#;
         let fa = a.next_frame().await.expect("frame");
         let fb = b.next_frame().await.expect("frame");
-        assert_eq!(fa.json().as_str(), expected);
+        assert_eq!((fa.stream().as_str(), fa.seq(), fa.html()), ("room:1", 1, "<p>1</p>"));
         assert!(Arc::ptr_eq(&fa, &fb), "one frame, shared");
     }
 
@@ -718,7 +816,7 @@ mod tests {
 
         hub.deliver(&room, "6");
         let mut again = hub.connect();
-        let resumed = again.subscribe(&room, Some(Position::new(start.epoch, applied)));
+        let resumed = again.subscribe(&room, at(start.epoch, applied));
         assert_eq!(resumed.gap, None);
         assert_eq!(seqs(&resumed.replay), [2, 3, 4, 5, 6]);
         assert_eq!(resumed.position, Position::new(start.epoch, 6));
@@ -740,26 +838,26 @@ mod tests {
             hub.deliver(&room, &i.to_string());
         }
         let mut late = hub.connect();
-        let at_edge = late.subscribe(&room, Some(Position::new(epoch, 7)));
+        let at_edge = late.subscribe(&room, at(epoch, 7));
         assert_eq!((seqs(&at_edge.replay), at_edge.gap), (vec![8, 9, 10], None));
         let mut later = hub.connect();
-        let too_old = later.subscribe(&room, Some(Position::new(epoch, 6)));
+        let too_old = later.subscribe(&room, at(epoch, 6));
         assert_eq!(too_old.gap, Some(Gap::History));
         assert!(too_old.replay.is_empty());
         let mut other = hub.connect();
         assert_eq!(
             other
-                .subscribe(&room, Some(Position::new(epoch ^ 1, 10)))
+                .subscribe(&room, at(epoch ^ 1, 10))
                 .gap,
             Some(Gap::Epoch)
         );
         let mut future = hub.connect();
         assert_eq!(
-            future.subscribe(&room, Some(Position::new(epoch, 11))).gap,
+            future.subscribe(&room, at(epoch, 11)).gap,
             Some(Gap::Epoch)
         );
         let mut current = hub.connect();
-        let up_to_date = current.subscribe(&room, Some(Position::new(epoch, 10)));
+        let up_to_date = current.subscribe(&room, at(epoch, 10));
         assert_eq!((up_to_date.replay.len(), up_to_date.gap), (0, None));
     }
 
@@ -776,7 +874,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(80)).await;
         let mut late = hub.connect();
         assert_eq!(
-            late.subscribe(&room, Some(Position::new(epoch, 0))).gap,
+            late.subscribe(&room, at(epoch, 0)).gap,
             Some(Gap::History)
         );
     }
@@ -790,37 +888,18 @@ mod tests {
         drop(only);
         assert_eq!(hub.deliver(&room, "while away"), 0);
         let mut back = hub.connect();
-        let resumed = back.subscribe(&room, Some(Position::new(epoch, 0)));
+        let resumed = back.subscribe(&room, at(epoch, 0));
         assert_eq!((seqs(&resumed.replay), resumed.gap), (vec![1], None));
-    }
-
-    #[test]
-    fn json_in_html_is_escaped_once_and_sse_splits_lines() {
-        let hub = hub(1);
-        let room = name("r");
-        let mut a = hub.connect();
-        let epoch = a.subscribe(&room, None).position.epoch;
-        hub.deliver(&room, "<p>\"a\"\nb</p>");
-        let frame = a.try_next_frame().expect("frame");
-        assert_eq!(
-            frame.json().as_str(),
-            r#"{"type":"message","stream":"r","seq":1,"html":"<p>\"a\"\nb</p>"}"#
-        );
-        assert_eq!(
-            frame.sse().as_str(),
-            format!("id: {epoch:016x}.1\ndata: <p>\"a\"\ndata: b</p>\n\n")
-        );
     }
 
     #[tokio::test]
     async fn broadcasts_between_render_and_subscribe_are_replayed() {
         let hub = hub(8);
         let room = name("room:1");
-        let rendered_at = hub.position_for_render(&room, None);
-        assert_eq!(rendered_at.seq, 0);
+        let rendered_at = clock::now_micros();
         hub.deliver(&room, "while the page loads");
         let mut page = hub.connect();
-        let subscribed = page.subscribe(&room, Some(rendered_at));
+        let subscribed = page.subscribe(&room, Some(Since::Time(rendered_at)));
         assert_eq!((seqs(&subscribed.replay), subscribed.gap), (vec![1], None));
     }
 
@@ -834,14 +913,8 @@ mod tests {
         other.subscribe(&room, None);
         assert_eq!(hub.deliver_except(&room, "<p>hi</p>", Some(sender.id())), 2);
         let skip = sender.try_next_frame().expect("skip");
-        assert_eq!(
-            skip.json().as_str(),
-            r#"{"type":"skip","stream":"room:1","seq":1,"html":""}"#
-        );
-        assert_eq!(
-            skip.sse().as_str(),
-            format!("id: {}\n\n", Position::new(skip.epoch(), 1))
-        );
+        assert!(skip.is_skip());
+        assert_eq!((skip.seq(), skip.html()), (1, ""));
         assert_eq!(other.try_next_frame().expect("frame").html(), "<p>hi</p>");
     }
 
@@ -850,23 +923,23 @@ mod tests {
         let hub = hub(8);
         let room = name("room:1");
         hub.deliver(&room, "before the request");
-        let request_began = Instant::now();
+        std::thread::sleep(Duration::from_millis(1));
+        let request_began = clock::now_micros();
         hub.deliver(&room, "while the handler read the data");
-        let at_render = hub.position_for_render(&room, Some(request_began));
-        assert_eq!(at_render.seq, 1, "the position when the request began");
-        assert_eq!(hub.position_for_render(&room, None).seq, 2);
         let mut page = hub.connect();
-        let subscribed = page.subscribe(&room, Some(at_render));
+        let subscribed = page.subscribe(&room, Some(Since::Time(request_began)));
         assert_eq!((seqs(&subscribed.replay), subscribed.gap), (vec![2], None));
     }
 
     #[test]
-    fn positions_parse_their_own_form_only() {
-        let p = Position::new(0xabc, 42);
-        assert_eq!(p.to_string(), "0000000000000abc.42");
-        assert_eq!(Position::parse(&p.to_string()), Some(p));
-        for bad in ["", "abc", "xyz.1", "1.-1", "1.", ".1"] {
-            assert_eq!(Position::parse(bad), None, "{bad:?}");
-        }
+    fn a_page_rendered_before_the_process_started_gets_a_gap() {
+        let rendered = clock::now_micros();
+        std::thread::sleep(Duration::from_millis(1));
+        let hub = hub(8);
+        let room = name("room:1");
+        hub.deliver(&room, "after a restart");
+        let mut page = hub.connect();
+        let subscribed = page.subscribe(&room, Some(Since::Time(rendered)));
+        assert_eq!((subscribed.replay.len(), subscribed.gap), (0, Some(Gap::Epoch)));
     }
 }

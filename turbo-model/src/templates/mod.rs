@@ -1,7 +1,12 @@
-//! Tera 2 templates: loading a folder, the `turbo_subscribe` tag, rendering. The rules
-//! users see (naming, autoescape, how the tag finds a model's stream) are documented in
-//! the crate docs, section "Templates".
+//! Rendering: Tera 2 templates, the `turbo_subscribe` tag, and stream actions.
+//!
+//! The rules users see (naming, autoescape, how the tag finds a model's stream) are
+//! documented in the crate docs, section "Templates". Rendering does no I/O and asks no
+//! one for anything: the tag writes the signed stream names and the time the page's
+//! request began, and the server finds the stream's position at that time when the page
+//! subscribes.
 
+pub(crate) mod models;
 mod tag;
 
 use std::collections::BTreeSet;
@@ -10,14 +15,17 @@ use std::sync::Arc;
 
 use tera::{Context, Kwargs, State, Tera, TeraResult, Value};
 
-use crate::action::push_escaped;
-use crate::backend::Backend;
+use crate::action::{Content, StreamAction, push_escaped};
+use crate::clock;
 use crate::error::{Error, Result};
-use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::model::{self, EntityInfo};
+use crate::name::StreamName;
 use crate::signing::Signer;
-use crate::stream::{StreamName, row_stream_name};
+use models::EntityInfo;
+
+/// The context variable through which a render passes its request's start time (in
+/// microseconds since the Unix epoch) to the tag.
+const SINCE_VARIABLE: &str = "__turbo_model_since";
 
 /// The tag rewrite on its own, for property tests and fuzzing.
 pub(crate) fn rewrite_tags(source: &str) -> std::result::Result<String, (usize, String)> {
@@ -31,6 +39,8 @@ pub(crate) fn rewrite_tags(source: &str) -> std::result::Result<String, (usize, 
 pub(crate) struct Templates {
     tera: Tera,
     metrics: Arc<Metrics>,
+    /// Whether any template has the tag: only then does a render carry its start time.
+    has_tag: bool,
 }
 
 /// Where the subscription element points: the router's paths.
@@ -48,39 +58,51 @@ impl Templates {
         sources: Vec<(String, String)>,
         signer: Signer,
         endpoints: Endpoints,
-        hub: Arc<Hub>,
-        backend: Arc<dyn Backend>,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
         let mut tera = Tera::new();
-        tera.register_function(
-            tag::FUNCTION,
-            Subscribe {
-                signer,
-                endpoints,
-                hub,
-                backend,
-            },
-        );
+        tera.register_function(tag::FUNCTION, Subscribe { signer, endpoints });
         let mut rewritten = Vec::with_capacity(sources.len());
+        let mut has_tag = false;
         for (name, source) in &sources {
             let source = tag::rewrite(source).map_err(|e| Error::Template {
                 template: name.clone(),
                 message: format!("line {}: {}", e.line, e.message),
+                source: None,
             })?;
+            has_tag |= matches!(source, std::borrow::Cow::Owned(_));
             rewritten.push((name.as_str(), source));
         }
-        tera.add_raw_templates(rewritten)
-            .map_err(|e| template_error(&e))?;
-        Ok(Self { tera, metrics })
+        tera.add_raw_templates(rewritten).map_err(template_error)?;
+        Ok(Self {
+            tera,
+            metrics,
+            has_tag,
+        })
     }
 
-    /// Renders a template by name.
-    pub(crate) fn render(&self, name: &str, context: &Context) -> Result<String> {
+    /// Renders a template by name. `since` is when the request rendering it began
+    /// (microseconds since the Unix epoch); the tag subscribes from then, or from now
+    /// when it is `None`.
+    pub(crate) fn render(
+        &self,
+        name: &str,
+        context: &Context,
+        since: Option<u64>,
+    ) -> Result<String> {
         self.metrics.rendered();
-        self.tera.render(name, context).map_err(|e| Error::Render {
+        let rendered = match since {
+            Some(since) if self.has_tag => {
+                // Values are shared, so the copy costs one map of the top-level names.
+                let mut context = context.clone();
+                context.insert(SINCE_VARIABLE, &since);
+                self.tera.render(name, &context)
+            }
+            _ => self.tera.render(name, context),
+        };
+        rendered.map_err(|source| Error::Render {
             template: name.to_owned(),
-            message: e.to_string(),
+            source,
         })
     }
 
@@ -89,10 +111,30 @@ impl Templates {
         self.metrics.rendered();
         self.tera
             .render_component(name, context, None, true)
-            .map_err(|e| Error::Render {
+            .map_err(|source| Error::Render {
                 template: name.to_owned(),
-                message: e.to_string(),
+                source,
             })
+    }
+
+    /// Renders an action's content, then its `<turbo-stream>` element; `stream` names
+    /// the stream in errors.
+    pub(crate) fn render_action(
+        &self,
+        action: &StreamAction,
+        stream: Option<&str>,
+    ) -> Result<String> {
+        let rendered = match action.content() {
+            None => None,
+            Some(Content::Html(html)) => Some(std::borrow::Cow::Borrowed(html.as_str())),
+            Some(Content::Template { name, context }) => {
+                Some(self.render(name, context, None)?.into())
+            }
+            Some(Content::Component { name, context }) => {
+                Some(self.render_component(name, context)?.into())
+            }
+        };
+        action.element(rendered.as_deref(), stream)
     }
 
     /// The names of every loaded template, sorted.
@@ -104,7 +146,7 @@ impl Templates {
 }
 
 /// Turns a Tera parse error into ours, naming the template it is about.
-fn template_error(error: &tera::Error) -> Error {
+fn template_error(error: tera::Error) -> Error {
     let template = match error.kind() {
         tera::ErrorKind::SyntaxError(report) | tera::ErrorKind::RenderingError(report) => {
             report.filename().to_owned()
@@ -117,6 +159,7 @@ fn template_error(error: &tera::Error) -> Error {
     Error::Template {
         template,
         message: error.to_string(),
+        source: Some(error),
     }
 }
 
@@ -156,29 +199,20 @@ pub(crate) fn read_dir(dir: &Path) -> Result<Vec<(String, String)>> {
 }
 
 /// The function behind the tag: signs each stream and renders the element, with the
-/// position of each stream at render time.
+/// time the page's request began.
 struct Subscribe {
     signer: Signer,
     endpoints: Endpoints,
-    hub: Arc<Hub>,
-    backend: Arc<dyn Backend>,
-}
-
-impl Subscribe {
-    /// `epoch.seq` where the page starts, or `-` when the backend cannot say.
-    fn since(&self, stream: &StreamName, began: Option<std::time::Instant>) -> String {
-        self.backend
-            .render_position(&self.hub, stream, began)
-            .map_or_else(|| "-".to_owned(), |p| p.to_string())
-    }
 }
 
 impl tera::Function<TeraResult<Value>> for Subscribe {
-    fn call(&self, kwargs: Kwargs, _: &State<'_>) -> TeraResult<Value> {
+    fn call(&self, kwargs: Kwargs, state: &State<'_>) -> TeraResult<Value> {
         let streams: Vec<Value> = kwargs.must_get("streams")?;
         let names: Vec<String> = kwargs.get("names")?.unwrap_or_default();
         let sse = kwargs.get::<String>("transport")?.as_deref() == Some("sse");
-        let began = crate::dispatch::request_context().and_then(|c| c.started);
+        let since = state
+            .get::<u64>(SINCE_VARIABLE)?
+            .unwrap_or_else(clock::now_micros);
         let mut resolved = Vec::new();
         for (i, value) in streams.iter().enumerate() {
             let name = names.get(i).map_or("", String::as_str);
@@ -192,11 +226,7 @@ impl tera::Function<TeraResult<Value>> for Subscribe {
                 push_escaped(&mut html, &self.endpoints.events);
                 html.push_str("?stream=");
                 html.push_str(&self.signer.sign(stream));
-                let since = self.since(stream, began);
-                if since != "-" {
-                    html.push_str("&amp;since=");
-                    html.push_str(&since);
-                }
+                html.push_str(&format!("&amp;since=t{since}"));
                 html.push_str("\"></turbo-stream-source>");
             }
             return Ok(Value::safe_string(&html));
@@ -211,13 +241,7 @@ impl tera::Function<TeraResult<Value>> for Subscribe {
         push_escaped(&mut html, &self.endpoints.socket);
         html.push_str("\" streams=\"");
         html.push_str(&tokens);
-        html.push_str("\" since=\"");
-        for (i, stream) in resolved.iter().enumerate() {
-            if i > 0 {
-                html.push(' ');
-            }
-            html.push_str(&self.since(stream, began));
-        }
+        html.push_str(&format!("\" since=\"t{since}"));
         html.push_str("\"></turbo-model-stream-source><script type=\"module\" src=\"");
         push_escaped(&mut html, &self.endpoints.client);
         html.push_str("\"></script>");
@@ -258,11 +282,10 @@ fn collect_streams(
                 .ok_or_else(|| format!("turbo_subscribe: `{expr_name}` has no field `{field}`"))?;
             key_values.push(v.to_string());
         }
-        let name = row_stream_name(
+        out.push(StreamName::for_row(
             (entity.prefix)(),
             key_values.iter().map(|v| v as &dyn std::fmt::Display),
-        );
-        out.push(StreamName::new(name).map_err(|e| format!("turbo_subscribe: {e}"))?);
+        ));
     } else {
         let shown = if expr_name.is_empty() {
             "argument"
@@ -296,12 +319,12 @@ fn find_entity(
     expr_name: &str,
 ) -> std::result::Result<&'static EntityInfo, String> {
     let shaped: Vec<&'static EntityInfo> =
-        model::entities().filter(|e| e.has_shape(keys)).collect();
+        models::entities().filter(|e| e.has_shape(keys)).collect();
     if let [only] = shaped.as_slice() {
         return Ok(only);
     }
     let pool: Vec<&'static EntityInfo> = if shaped.is_empty() {
-        model::entities().filter(|e| e.has_key(keys)).collect()
+        models::entities().filter(|e| e.has_key(keys)).collect()
     } else {
         shaped
     };
@@ -344,21 +367,7 @@ fn find_entity(
 mod tests {
     use super::*;
 
-    fn hub() -> Arc<Hub> {
-        Arc::new(Hub::new(crate::hub::HubSettings::default(), Arc::default()))
-    }
-
     fn templates(sources: &[(&str, &str)]) -> Result<Templates> {
-        templates_with(sources, hub())
-    }
-
-    fn position(hub: &Hub, name: &str) -> String {
-        hub.position(&StreamName::new(name).expect("name"))
-            .expect("the render created the record")
-            .to_string()
-    }
-
-    fn templates_with(sources: &[(&str, &str)], hub: Arc<Hub>) -> Result<Templates> {
         Templates::build(
             sources
                 .iter()
@@ -370,8 +379,6 @@ mod tests {
                 events: "/turbo-model/sse".into(),
                 client: "/turbo-model/client.js".into(),
             },
-            hub,
-            Arc::new(crate::backend::InProcess),
             Arc::default(),
         )
     }
@@ -380,43 +387,49 @@ mod tests {
     /// `hmac` module: `hmac.new(secret, b"turbo-model/stream-name/v1\0lobby", sha256)`.
     #[test]
     fn string_streams_render_signed_element() {
-        let hub = hub();
-        let t = templates_with(
-            &[("page.html", r#"<% turbo_subscribe "lobby" %>"#)],
-            hub.clone(),
-        )
-        .expect("builds");
-        let html = t.render("page.html", &Context::new()).expect("renders");
+        let t = templates(&[("page.html", r#"<% turbo_subscribe "lobby" %>"#)]).expect("builds");
+        let html = t
+            .render("page.html", &Context::new(), Some(1_733_000_000_123_456))
+            .expect("renders");
         assert_eq!(
             html,
             format!(
-                "<turbo-model-stream-source id=\"turbo-model-{:016x}\" data-turbo-permanent src=\"/turbo-model/ws\" streams=\"bG9iYnk.tBEFxdbtR6ws9x867vP090rF0hQE_OLvLr0Oc8Cq1N4\" since=\"{}\"></turbo-model-stream-source><script type=\"module\" src=\"/turbo-model/client.js\"></script>",
+                "<turbo-model-stream-source id=\"turbo-model-{:016x}\" data-turbo-permanent src=\"/turbo-model/ws\" streams=\"bG9iYnk.tBEFxdbtR6ws9x867vP090rF0hQE_OLvLr0Oc8Cq1N4\" since=\"t1733000000123456\"></turbo-model-stream-source><script type=\"module\" src=\"/turbo-model/client.js\"></script>",
                 fnv1a(b"bG9iYnk.tBEFxdbtR6ws9x867vP090rF0hQE_OLvLr0Oc8Cq1N4"),
-                position(&hub, "lobby")
             )
         );
-        assert!(position(&hub, "lobby").ends_with(".0"));
+    }
+
+    #[test]
+    fn without_a_request_the_page_subscribes_from_the_render() {
+        let t = templates(&[("page.html", r#"<% turbo_subscribe "lobby" %>"#)]).expect("builds");
+        let before = clock::now_micros();
+        let html = t.render("page.html", &Context::new(), None).expect("renders");
+        let after = clock::now_micros();
+        let since: u64 = html
+            .split("since=\"t")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|n| n.parse().ok())
+            .expect("a since attribute");
+        assert!((before..=after).contains(&since), "{before} <= {since} <= {after}");
     }
 
     #[test]
     fn sse_transport_renders_turbos_own_element_per_stream() {
-        let hub = hub();
-        let t = templates_with(
-            &[("p.html", r#"<% turbo_subscribe "a" "b" transport="sse" %>"#)],
-            hub.clone(),
-        )
-        .expect("builds");
-        let html = t.render("p.html", &Context::new()).expect("renders");
+        let t = templates(&[("p.html", r#"<% turbo_subscribe "a" "b" transport="sse" %>"#)])
+            .expect("builds");
+        let html = t
+            .render("p.html", &Context::new(), Some(42))
+            .expect("renders");
         let signer = Signer::new(b"0123456789abcdef0123456789abcdef").expect("secret");
         let token = |n: &str| signer.sign(&StreamName::new(n).expect("name"));
         assert_eq!(
             html,
             format!(
-                "<turbo-stream-source src=\"/turbo-model/sse?stream={}&amp;since={}\"></turbo-stream-source><turbo-stream-source src=\"/turbo-model/sse?stream={}&amp;since={}\"></turbo-stream-source>",
+                "<turbo-stream-source src=\"/turbo-model/sse?stream={}&amp;since=t42\"></turbo-stream-source><turbo-stream-source src=\"/turbo-model/sse?stream={}&amp;since=t42\"></turbo-stream-source>",
                 token("a"),
-                position(&hub, "a"),
                 token("b"),
-                position(&hub, "b")
             )
         );
     }
@@ -432,7 +445,7 @@ mod tests {
         let t = templates(&[("p.html", "{% turbo_subscribe names %}")]).expect("builds");
         let mut ctx = Context::new();
         ctx.insert("names", &["a", "b"]);
-        let html = t.render("p.html", &ctx).expect("renders");
+        let html = t.render("p.html", &ctx, None).expect("renders");
         let streams = html
             .split("streams=\"")
             .nth(1)
@@ -449,7 +462,7 @@ mod tests {
         let mut ctx = Context::new();
         ctx.insert("count", &3);
         let err = t
-            .render("room.html", &ctx)
+            .render("room.html", &ctx, None)
             .expect_err("a number is not a stream");
         let text = err.to_string();
         assert!(text.starts_with("rendering `room.html` failed: "), "{text}");
@@ -469,7 +482,7 @@ mod tests {
             &std::collections::BTreeMap::from([("zz_no_entity", 1)]),
         );
         let err = t
-            .render("p.html", &ctx)
+            .render("p.html", &ctx, None)
             .expect_err("no entity has this shape");
         assert!(
             err.to_string()

@@ -4,9 +4,10 @@
 // to the signed stream tokens in its `streams` attribute and is connected to Turbo with
 // Turbo.connectStreamSource, so Turbo applies the <turbo-stream> frames it receives.
 //
-// Nothing is silently missed. The client remembers, per stream, the epoch and the last
-// sequence number it applied, starting from the position the page was rendered at (the
-// `since` attribute). After any close, whatever its code, the socket reconnects with
+// Nothing is silently missed. A stream's first subscription names the time the page's
+// request began (the `since` attribute): the server replies with the stream's position at
+// that time and replays what came after. From then on the client remembers, per stream,
+// the epoch and the last sequence number it applied. After any close, whatever its code, the socket reconnects with
 // capped exponential backoff and jitter and subscribes again from those positions; the
 // server replays what was missed. When it cannot (history trimmed, server restarted) it
 // says so, and the element dispatches a cancelable `turbo-model:gap` event; unless a
@@ -150,6 +151,7 @@ class Connection {
     this.confirmed = new Set(); // tokens subscribed on the current socket
     this.tokenOf = new Map(); // stream name -> token
     this.positions = new Map(); // token -> { epoch, seq } last applied
+    this.startTimes = new Map(); // token -> when its page's request began (µs), until subscribed
     this.socket = null;
     this.attempt = 0;
     this.heartbeatMs = 0;
@@ -166,8 +168,8 @@ class Connection {
     clearTimeout(this.idleTimer);
     this.elements.add(element);
     element.tokens.forEach((token, i) => {
-      if (!this.positions.has(token) && element.since[i]) {
-        this.positions.set(token, element.since[i]);
+      if (!this.positions.has(token) && !this.startTimes.has(token) && element.since !== null) {
+        this.startTimes.set(token, element.since);
       }
       if (!this.tokens.has(token)) {
         this.tokens.set(token, new Set());
@@ -202,6 +204,7 @@ class Connection {
       this.tokens.delete(token);
       this.confirmed.delete(token);
       this.positions.delete(token);
+      this.startTimes.delete(token);
       this.send({ type: "unsubscribe", stream: token });
     }
   }
@@ -209,7 +212,11 @@ class Connection {
   subscribe(token) {
     const position = this.positions.get(token);
     const request = { type: "subscribe", stream: token };
-    if (position) request.since = { epoch: position.epoch, seq: position.seq };
+    if (position) {
+      request.since = { epoch: position.epoch, seq: position.seq };
+    } else if (this.startTimes.has(token)) {
+      request.since = { time: this.startTimes.get(token) };
+    }
     this.send(request);
   }
 
@@ -343,6 +350,7 @@ class Connection {
     this.tokenOf.set(message.stream, token);
     this.confirmed.add(token);
     const known = this.positions.get(token);
+    this.startTimes.delete(token);
     if (message.gap) {
       this.positions.set(token, { epoch: message.epoch, seq: message.seq });
       this.gap(token, message.stream, message.gap);
@@ -413,15 +421,11 @@ function socketUrl(src) {
   return url.toString();
 }
 
-// `since` holds one `epoch.seq` per token, in the same order; "-" when unknown.
-function parsePositions(text, count) {
-  const parts = (text || "").split(/\s+/).filter(Boolean);
-  const positions = [];
-  for (let i = 0; i < count; i++) {
-    const match = /^([0-9a-f]{16})\.(\d+)$/.exec(parts[i] || "");
-    positions.push(match ? { epoch: match[1], seq: Number(match[2]) } : null);
-  }
-  return positions;
+// `since` is `t` and the time the page's request began, in microseconds since the Unix
+// epoch: the server replays what each stream got after it. null when absent.
+function parseSince(text) {
+  const match = /^t(\d+)$/.exec((text || "").trim());
+  return match ? Number(match[1]) : null;
 }
 
 function withTurbo(callback) {
@@ -442,7 +446,7 @@ class TurboModelStreamSource extends HTMLElement {
   constructor() {
     super();
     this.tokens = [];
-    this.since = [];
+    this.since = null;
     this.pending = [];
     this.turboConnected = false;
     this.connection = null;
@@ -450,7 +454,7 @@ class TurboModelStreamSource extends HTMLElement {
 
   connectedCallback() {
     this.tokens = (this.getAttribute("streams") || "").split(/\s+/).filter(Boolean);
-    this.since = parsePositions(this.getAttribute("since"), this.tokens.length);
+    this.since = parseSince(this.getAttribute("since"));
     const url = socketUrl(this.getAttribute("src"));
     let connection = connections.get(url);
     if (!connection) {

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `GET /turbo-model/ws` | the WebSocket endpoint, one connection per page ([`protocol`]) |
 //! | `GET /turbo-model/sse?stream=<token>` | one stream as Server-Sent Events, for Turbo's own `<turbo-stream-source>` |
-//! | `GET /turbo-model/client.js` | the `<turbo-model-stream-source>` element |
+//! | `GET /turbo-model/client-<hash>.js` | the `<turbo-model-stream-source>` element, cached for good (the name changes with its content) |
 //!
 //! # Delivery guarantee
 //!
@@ -38,26 +38,39 @@
 
 mod origin;
 pub mod protocol;
-mod response;
 pub(crate) mod socket;
 mod sse;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 pub use origin::{AllowedOrigins, reject_cross_site};
-pub use response::{
-    AcceptsTurboStream, CONNECTION_HEADER, REQUEST_ID_HEADER, TURBO_STREAM_MIME, TurboStream,
-    accepts_turbo_stream, request_scope, turbo_stream,
-};
+pub(crate) use socket::InboundRate;
 
-use crate::turbo::Turbo;
+use crate::backend::{Backend, Resume};
+use crate::hub::{Connection, Hub, Since};
+use crate::metrics::Metrics;
+use crate::name::{ConnectionId, StreamName};
+use crate::signing::{Signer, TokenError};
 
-/// The client element, served at `{path}/client.js`.
+/// Default limit on streams per connection.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 100;
+/// Default mount point of the router.
+pub const DEFAULT_PATH: &str = "/turbo-model";
+/// Default interval of heartbeats on stream connections.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(25);
+
+/// The client element, served at `{path}/client-<hash>.js`.
 pub const CLIENT_JS: &str = include_str!("client.js");
 
 /// tungstenite's read buffer per connection: allocated up front, and zeroed on every
@@ -67,26 +80,235 @@ const READ_BUFFER: usize = 1024;
 /// fails; a stalled client is closed long before this by its queue limit.
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 
-impl Turbo {
-    /// The routes of the stream endpoints and the client script, ready to
-    /// [`merge`](Router::merge) into the application's router.
-    pub fn router<S>(&self) -> Router<S>
+/// Why the application refused a subscription: the reason is sent to the client (in the
+/// `forbidden` error) and logged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    reason: String,
+}
+
+impl Refusal {
+    /// A refusal for this reason.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+
+    /// The reason.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Self::new(reason)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(reason: &str) -> Self {
+        Self::new(reason)
+    }
+}
+
+/// Decides whether a stream connection may subscribe to a stream; see
+/// [`Builder::authorize`](crate::Builder::authorize).
+pub(crate) type Authorizer = Arc<
+    dyn Fn(Arc<Parts>, StreamName) -> Pin<Box<dyn Future<Output = Result<(), Refusal>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The endpoints' limits and paths, fixed when the [`Turbo`](crate::Turbo) is built.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) path: String,
+    pub(crate) max_subscriptions: usize,
+    pub(crate) heartbeat: Duration,
+    pub(crate) inbound_rate: InboundRate,
+    pub(crate) origins: AllowedOrigins,
+}
+
+/// What the endpoints serve from: this process's hub and backend, the key that signs
+/// stream names and connections, the settings, and the shutdown signal. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Service {
+    inner: Arc<ServiceInner>,
+}
+
+struct ServiceInner {
+    hub: Arc<Hub>,
+    backend: Arc<dyn Backend>,
+    signer: Signer,
+    settings: Settings,
+    authorizer: Option<Authorizer>,
+    metrics: Arc<Metrics>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl Service {
+    pub(crate) fn new(
+        hub: Arc<Hub>,
+        backend: Arc<dyn Backend>,
+        signer: Signer,
+        settings: Settings,
+        authorizer: Option<Authorizer>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(ServiceInner {
+                hub,
+                backend,
+                signer,
+                settings,
+                authorizer,
+                metrics,
+                shutdown: tokio::sync::watch::Sender::new(false),
+            }),
+        }
+    }
+
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub(crate) fn sign(&self, stream: &StreamName) -> String {
+        self.inner.signer.sign(stream)
+    }
+
+    pub(crate) fn verify(&self, token: &str) -> Result<StreamName, TokenError> {
+        self.inner.signer.verify(token)
+    }
+
+    /// The token that names connection `id` in its page's requests.
+    pub(crate) fn connection_token(&self, id: ConnectionId) -> String {
+        self.inner.signer.sign_connection(id.get())
+    }
+
+    /// The connection a request's token names, if this server issued the token.
+    pub(crate) fn connection_of(&self, token: &str) -> Option<ConnectionId> {
+        self.inner
+            .signer
+            .verify_connection(token)
+            .map(ConnectionId::new)
+    }
+
+    /// Whether subscriptions are checked by an authorization callback (which needs the
+    /// request that opened each connection).
+    pub(crate) fn authorizes(&self) -> bool {
+        self.inner.authorizer.is_some()
+    }
+
+    /// Asks the authorization callback, if any, whether the connection opened by
+    /// `request` may subscribe to `stream`.
+    pub(crate) async fn authorize(
+        &self,
+        request: Option<&Arc<Parts>>,
+        stream: &StreamName,
+    ) -> Result<(), Refusal> {
+        match (&self.inner.authorizer, request) {
+            (None, _) => Ok(()),
+            (Some(authorize), Some(request)) => {
+                authorize(Arc::clone(request), stream.clone()).await
+            }
+            (Some(_), None) => Err(Refusal::new(
+                "the request that opened the connection was not kept",
+            )),
+        }
+    }
+
+    /// Subscribes `connection` to `stream` from `since`; when the hub hands the question
+    /// over to the broker (it has not learned the stream, or keeps too little), asks the
+    /// broker, and drops the queued frames the broker's replay already covers.
+    pub(crate) async fn subscribe(
+        &self,
+        connection: &mut Connection,
+        stream: &StreamName,
+        since: Option<Since>,
+    ) -> crate::error::Result<Resume> {
+        let subscribed = connection.subscribe(stream, since);
+        if !subscribed.ask_broker {
+            return Ok(Resume::new(
+                subscribed.position,
+                subscribed.replay,
+                subscribed.gap,
+            ));
+        }
+        match self.inner.backend.resume(stream.clone(), since).await {
+            Ok(resume) => {
+                connection.sent_up_to(stream, resume.position.seq);
+                if resume.gap.is_some() {
+                    self.inner.metrics.gap();
+                } else {
+                    self.inner.metrics.replayed(resume.replay.len());
+                }
+                Ok(resume)
+            }
+            Err(error) => {
+                connection.unsubscribe(stream);
+                Err(error)
+            }
+        }
+    }
+
+    /// Stops taking stream connections and tells the open ones to close.
+    pub(crate) fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    /// The routes of the stream endpoints and the client script.
+    pub(crate) fn router<S>(&self) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,
     {
-        let path = &self.settings().path;
+        let path = &self.inner.settings.path;
         Router::new()
             .route(&format!("{path}/ws"), get(upgrade))
             .route(&format!("{path}/sse"), get(sse::events))
-            .route(&format!("{path}/client.js"), get(client_js))
+            .route(&client_path(path), get(client_js))
             .with_state(self.clone())
     }
 }
 
+/// Where the client script is served below `path`: its name changes with its content,
+/// so that browsers may keep it for good.
+pub(crate) fn client_path(path: &str) -> String {
+    format!("{path}/client-{:08x}.js", client_hash())
+}
+
+/// FNV-1a of the client script, 32 bits: enough to tell its versions apart.
+fn client_hash() -> u32 {
+    CLIENT_JS.bytes().fold(0x811c_9dc5, |hash, b| {
+        (hash ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 /// Whether a new stream connection may start: not while shutting down, not from
 /// another site. `Some` is the refusal to send instead.
-fn refusal(turbo: &Turbo, headers: &HeaderMap) -> Option<Response> {
-    if turbo.is_shutting_down() {
+fn refusal(service: &Service, headers: &HeaderMap) -> Option<Response> {
+    if service.is_shutting_down() {
         return Some(
             (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -96,7 +318,7 @@ fn refusal(turbo: &Turbo, headers: &HeaderMap) -> Option<Response> {
                 .into_response(),
         );
     }
-    if !turbo.settings().origins.allows(headers) {
+    if !service.settings().origins.allows(headers) {
         tracing::warn!(
             origin = ?headers.get(header::ORIGIN),
             host = ?headers.get(header::HOST),
@@ -108,29 +330,27 @@ fn refusal(turbo: &Turbo, headers: &HeaderMap) -> Option<Response> {
 }
 
 async fn upgrade(
-    State(turbo): State<Turbo>,
+    State(service): State<Service>,
     upgrade: WebSocketUpgrade,
-    request: axum::http::request::Parts,
+    request: Parts,
 ) -> Response {
-    if let Some(refused) = refusal(&turbo, &request.headers) {
+    if let Some(refused) = refusal(&service, &request.headers) {
         return refused;
     }
     // hyper's header values and URI are slices of its read buffer (16 KiB): a kept
     // request keeps it alive. Keep a compact copy, and only for an authorization callback.
-    let request = turbo
-        .authorizes()
-        .then(|| std::sync::Arc::new(compact(&request)));
+    let request = service.authorizes().then(|| Arc::new(compact(&request)));
     upgrade
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(protocol::MAX_INBOUND_BYTES)
         .max_frame_size(protocol::MAX_INBOUND_BYTES)
-        .on_upgrade(move |socket| socket::serve(turbo, socket, request))
+        .on_upgrade(move |socket| socket::serve(service, socket, request))
 }
 
 /// A copy of the request's parts that owns its bytes (see [`upgrade`]).
-fn compact(request: &axum::http::request::Parts) -> axum::http::request::Parts {
+fn compact(request: &Parts) -> Parts {
     let (mut parts, ()) = axum::http::Request::new(()).into_parts();
     parts.method = request.method.clone();
     parts.version = request.version;
@@ -146,66 +366,6 @@ fn compact(request: &axum::http::request::Parts) -> axum::http::request::Parts {
     }
     parts.extensions = request.extensions.clone();
     parts
-}
-
-/// Subscribes `connection` to `stream`, resuming after `since`; when the hub hands the
-/// question over to the broker (it has not learned the stream, or keeps too little),
-/// asks the broker, and drops the queued frames the broker's replay already covers.
-pub(crate) async fn subscribe(
-    turbo: &Turbo,
-    connection: &mut crate::hub::Connection,
-    stream: &crate::StreamName,
-    since: Option<crate::hub::Position>,
-) -> crate::Result<crate::backend::Resume> {
-    let subscribed = connection.subscribe(stream, since);
-    if !subscribed.ask_broker {
-        return Ok(crate::backend::Resume::new(
-            subscribed.position,
-            subscribed.replay,
-            subscribed.gap,
-        ));
-    }
-    match turbo.resume_from_broker(stream, since).await {
-        Ok(resume) => {
-            connection.sent_up_to(stream, resume.position.seq);
-            Ok(resume)
-        }
-        Err(error) => {
-            connection.unsubscribe(stream);
-            Err(error)
-        }
-    }
-}
-
-/// Serves `app` on `listener` until Ctrl-C or SIGTERM, then stops gracefully: the open
-/// stream connections flush what they have queued and are told to reconnect (to this
-/// process when it is back, or to another), within `grace` (see [`Turbo::shutdown`]);
-/// then the HTTP server waits for the requests in flight.
-///
-/// ```no_run
-/// # async fn run(app: axum::Router, turbo: turbo_model::Turbo) -> std::io::Result<()> {
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-/// turbo_model::web::serve(listener, app, &turbo, std::time::Duration::from_secs(5)).await
-/// # }
-/// ```
-///
-/// # Errors
-///
-/// The HTTP server's I/O error.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    turbo: &Turbo,
-    grace: std::time::Duration,
-) -> std::io::Result<()> {
-    let turbo = turbo.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            stop_requested().await;
-            tracing::info!("stopping: closing live connections");
-            turbo.shutdown(grace).await;
-        })
-        .await
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM from a process manager.
@@ -233,7 +393,7 @@ pub async fn stop_requested() {
     }
 }
 
-/// Resolves once the [`Turbo`] is shutting down (or gone).
+/// Resolves once the endpoints are shutting down (or gone).
 async fn closing(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|closing| *closing).await;
 }
@@ -242,8 +402,22 @@ async fn client_js() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
         ],
         CLIENT_JS,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_path_changes_with_the_script() {
+        let path = client_path("/turbo-model");
+        assert!(path.starts_with("/turbo-model/client-"), "{path}");
+        assert!(path.ends_with(".js"), "{path}");
+        assert_eq!(path.len(), "/turbo-model/client-".len() + 8 + 3);
+        assert_eq!(path, client_path("/turbo-model"));
+    }
 }

@@ -1,10 +1,13 @@
-//! The WebSocket protocol between the client element and the server: JSON text frames.
+//! The wire: the WebSocket protocol between the client element and the server (JSON
+//! text frames), and the Server-Sent Events records of the SSE endpoint. Every encoding
+//! of a frame is made here, once per frame and transport.
 //!
 //! Client to server:
 //!
 //! ```json
 //! {"type":"subscribe","stream":"<signed token>"}
 //! {"type":"subscribe","stream":"<signed token>","since":{"epoch":"9f2c…","seq":41}}
+//! {"type":"subscribe","stream":"<signed token>","since":{"time":1733000000123456}}
 //! {"type":"unsubscribe","stream":"<signed token>"}
 //! {"type":"pong"}
 //! ```
@@ -30,6 +33,9 @@
 //! client moves its position on and applies nothing. A client that was subscribed before sends `since`
 //! (the epoch and the last `seq` it applied): the server replays what it missed right
 //! after `subscribed`, in order, then live frames follow with nothing lost or repeated.
+//! A page's first subscription sends the `time` its request began (microseconds since
+//! the Unix epoch, from the `since` attribute the tag rendered): `subscribed` then
+//! carries the stream's position at that time, and what was broadcast since follows.
 //! When the missed frames are no longer kept, `subscribed` says `"gap":"history"` (trimmed)
 //! or `"gap":"epoch"` (the server restarted, or forgot the stream) and the client must
 //! recover by reloading what it shows.
@@ -55,29 +61,50 @@
 
 use serde::{Deserialize, Serialize};
 
+use axum::extract::ws::Utf8Bytes;
+
 use crate::error::one_line;
-use crate::hub::{Gap, Position};
+use crate::hub::{Frame, Gap, Position, Since, UNKNOWN};
 
 /// Largest inbound message or frame accepted, in bytes.
 pub const MAX_INBOUND_BYTES: usize = 64 * 1024;
 
-/// Where the client was in a stream, as it sends it.
+/// Where the client starts in a stream, as it sends it.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub(crate) enum WireSince {
+    /// The epoch and the last sequence number it applied.
+    Position(WirePosition),
+    /// The time its page's request began, in microseconds since the Unix epoch.
+    Time(WireTime),
+}
+
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Since {
+pub(crate) struct WirePosition {
     epoch: String,
     seq: u64,
 }
 
-impl Since {
-    /// The position, or `None` when the epoch is not 16 hex digits (a position no
-    /// server ever gave out, so a gap).
-    pub(crate) fn position(&self) -> Option<Position> {
-        if self.epoch.len() != 16 {
-            return None;
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WireTime {
+    time: u64,
+}
+
+impl WireSince {
+    /// Where to start. An epoch that is not 16 hex digits is a position no server ever
+    /// gave out: resuming from it is a gap.
+    pub(crate) fn since(&self) -> Since {
+        match self {
+            Self::Time(WireTime { time }) => Since::Time(*time),
+            Self::Position(WirePosition { epoch, seq }) => {
+                let epoch = (epoch.len() == 16)
+                    .then(|| u64::from_str_radix(epoch, 16).ok())
+                    .flatten();
+                Since::Position(epoch.map_or(UNKNOWN, |epoch| Position::new(epoch, *seq)))
+            }
         }
-        let epoch = u64::from_str_radix(&self.epoch, 16).ok()?;
-        Some(Position::new(epoch, self.seq))
     }
 }
 
@@ -88,7 +115,7 @@ pub(crate) enum Inbound {
     Subscribe {
         stream: String,
         #[serde(default)]
-        since: Option<Since>,
+        since: Option<WireSince>,
     },
     Unsubscribe {
         stream: String,
@@ -166,6 +193,73 @@ pub(crate) fn parse(text: &str) -> Result<Inbound, String> {
     serde_json::from_str(text).map_err(|e| format!("{EXPECTED}: {}", one_line(&e.to_string())))
 }
 
+/// The encoded forms a frame keeps, one per transport.
+const WEBSOCKET: usize = 0;
+const EVENT_SOURCE: usize = 1;
+
+/// The wire form of one broadcast over a WebSocket.
+#[derive(Serialize)]
+struct MessageFrame<'a> {
+    r#type: &'static str,
+    stream: &'a str,
+    seq: u64,
+    html: &'a str,
+}
+
+/// The WebSocket text frame of a broadcast: `message`, or `skip` for the connection that
+/// must not apply it. Encoded once per frame, then shared.
+pub(crate) fn message(frame: &Frame) -> &Utf8Bytes {
+    frame.encoded(WEBSOCKET, |frame| {
+        // Serializing strings and a number cannot fail; an empty object is a safe fallback.
+        serde_json::to_string(&MessageFrame {
+            r#type: if frame.is_skip() { "skip" } else { "message" },
+            stream: frame.stream().as_str(),
+            seq: frame.seq(),
+            html: frame.html(),
+        })
+        .unwrap_or_else(|_| String::from("{}"))
+    })
+}
+
+/// The Server-Sent Events record of a broadcast: its position as the id, the element as
+/// `data:` lines. Encoded once per frame, then shared.
+///
+/// EventSource ends a line at CR, LF or CRLF, so the element is split at each of them:
+/// a broadcast's text can never start a field of its own (`id:`, `retry:`, `event:`).
+pub(crate) fn event(frame: &Frame) -> &Utf8Bytes {
+    frame.encoded(EVENT_SOURCE, |frame| {
+        let mut event = format!("id: {}\n", frame.position());
+        if !frame.is_skip() {
+            for line in sse_lines(frame.html()) {
+                event.push_str("data: ");
+                event.push_str(line);
+                event.push('\n');
+            }
+        }
+        event.push('\n');
+        event
+    })
+}
+
+/// `text` split at CR, LF and CRLF, as EventSource reads lines.
+fn sse_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.find(['\r', '\n']) {
+            Some(at) => {
+                let skip = if current[at..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&current[at + skip..]);
+                Some(&current[..at])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,7 +279,7 @@ mod tests {
         match resume {
             Ok(Inbound::Subscribe {
                 since: Some(since), ..
-            }) => assert_eq!(since.position(), Some(Position::new(255, 4))),
+            }) => assert_eq!(since.since(), Since::Position(Position::new(255, 4))),
             other => panic!("{other:?}"),
         }
         assert_eq!(
@@ -198,12 +292,61 @@ mod tests {
     #[test]
     fn epochs_that_no_server_gives_are_not_positions() {
         for epoch in ["", "ff", "zzzzzzzzzzzzzzzz", "00000000000000ff0"] {
-            let since = Since {
+            let since = WireSince::Position(WirePosition {
                 epoch: epoch.into(),
                 seq: 1,
-            };
-            assert_eq!(since.position(), None, "{epoch:?}");
+            });
+            assert_eq!(since.since(), Since::Position(UNKNOWN), "{epoch:?}");
         }
+    }
+
+    #[test]
+    fn a_page_sends_the_time_its_request_began() {
+        match parse(r#"{"type":"subscribe","stream":"t","since":{"time":1733000000123456}}"#) {
+            Ok(Inbound::Subscribe {
+                since: Some(since), ..
+            }) => assert_eq!(since.since(), Since::Time(1_733_000_000_123_456)),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(r#"{"type":"subscribe","stream":"t","since":{"time":1,"seq":2}}"#).is_err());
+    }
+
+    fn frame(html: &str) -> std::sync::Arc<Frame> {
+        let stream = crate::name::StreamName::new("r").expect("name");
+        Frame::message(&stream, Position::new(255, 1), 0, std::sync::Arc::from(html))
+    }
+
+    #[test]
+    fn json_in_html_is_escaped_once_and_sse_splits_lines() {
+        let frame = frame("<p>\"a\"\nb</p>");
+        assert_eq!(
+            message(&frame).as_str(),
+            r#"{"type":"message","stream":"r","seq":1,"html":"<p>\"a\"\nb</p>"}"#
+        );
+        assert_eq!(
+            event(&frame).as_str(),
+            "id: 00000000000000ff.1\ndata: <p>\"a\"\ndata: b</p>\n\n"
+        );
+        assert!(std::ptr::eq(message(&frame), message(&frame)), "encoded once");
+    }
+
+    #[test]
+    fn a_carriage_return_cannot_start_an_sse_field() {
+        let frame = frame("x\rretry: 2147483647\revent: x\rid: 0.4242\r\ny\n\rz");
+        assert_eq!(
+            event(&frame).as_str(),
+            "id: 00000000000000ff.1\ndata: x\ndata: retry: 2147483647\ndata: event: x\ndata: id: 0.4242\ndata: y\ndata: \ndata: z\n\n"
+        );
+    }
+
+    #[test]
+    fn skips_carry_the_number_and_nothing_else() {
+        let skip = Frame::skip(&frame("<p>hi</p>"));
+        assert_eq!(
+            message(&skip).as_str(),
+            r#"{"type":"skip","stream":"r","seq":1,"html":""}"#
+        );
+        assert_eq!(event(&skip).as_str(), "id: 00000000000000ff.1\n\n");
     }
 
     #[test]

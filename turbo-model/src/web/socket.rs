@@ -10,9 +10,9 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use axum::http::request::Parts;
 use futures_util::SinkExt;
 
+use super::Service;
 use super::protocol::{self, ErrorCode, Inbound, Reply};
-use crate::hub::{Connection, Position};
-use crate::turbo::Turbo;
+use crate::hub::{Connection, Position, Since};
 
 /// Close code for a client that stopped answering heartbeats.
 const HEARTBEAT_TIMEOUT: u16 = 4000;
@@ -39,23 +39,23 @@ fn close(code: u16, reason: &'static str) -> Stop {
 }
 
 /// Serves one upgraded socket.
-pub(crate) async fn serve(turbo: Turbo, mut socket: WebSocket, request: Option<Arc<Parts>>) {
-    let mut connection = turbo.hub().connect();
+pub(crate) async fn serve(service: Service, mut socket: WebSocket, request: Option<Arc<Parts>>) {
+    let mut connection = service.hub().connect();
     let kick = connection.kick_signal();
-    let mut shutdown = turbo.shutdown_signal();
+    let mut shutdown = service.shutdown_signal();
     let id = connection.id().get();
-    let heartbeat = turbo.settings().heartbeat;
+    let heartbeat = service.settings().heartbeat;
     tracing::debug!(connection = id, "socket open");
 
     let hello = Reply::Hello {
-        connection: turbo.connection_token(connection.id()),
+        connection: service.connection_token(connection.id()),
         heartbeat_ms: u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX),
     };
     let mut state = State {
-        turbo: &turbo,
+        service: &service,
         request,
         connection: &mut connection,
-        limiter: RateLimiter::new(turbo.settings().inbound_rate),
+        limiter: RateLimiter::new(service.settings().inbound_rate),
         refused_in_a_row: 0,
     };
     let kicked = kick.kicked();
@@ -71,7 +71,7 @@ pub(crate) async fn serve(turbo: Turbo, mut socket: WebSocket, request: Option<A
 }
 
 struct State<'a> {
-    turbo: &'a Turbo,
+    service: &'a Service,
     /// The request that opened the connection, kept only for an authorization callback.
     request: Option<Arc<Parts>>,
     connection: &'a mut Connection,
@@ -117,10 +117,10 @@ async fn run(
             frame = state.connection.next_frame() => match frame {
                 // What else is queued goes out with it, before the socket is read again.
                 Some(frame) => {
-                    let mut batch = vec![frame.json().clone()];
+                    let mut batch = vec![protocol::message(&frame).clone()];
                     while batch.len() < BATCH {
                         match state.connection.try_next_frame() {
-                            Some(frame) => batch.push(frame.json().clone()),
+                            Some(frame) => batch.push(protocol::message(&frame).clone()),
                             None => break,
                         }
                     }
@@ -173,7 +173,7 @@ async fn flush_for_shutdown(
 ) -> Stop {
     let mut queued = Vec::new();
     while let Some(frame) = connection.try_next_frame() {
-        queued.push(frame.json().clone());
+        queued.push(protocol::message(&frame).clone());
     }
     if let Ok(Err(stop)) =
         tokio::time::timeout(FLUSH_FOR, write_all(socket, kicked.as_mut(), queued)).await
@@ -228,7 +228,7 @@ impl State<'_> {
             if self.refused_in_a_row >= MAX_REFUSED_IN_A_ROW {
                 return Err(close(close_code::POLICY, "too many requests"));
             }
-            let rate = self.turbo.settings().inbound_rate;
+            let rate = self.service.settings().inbound_rate;
             return Ok(vec![error_reply(
                 ErrorCode::RateLimited,
                 format!(
@@ -263,7 +263,7 @@ impl State<'_> {
                 return Answer::Refused(error_reply(ErrorCode::BadRequest, message, None));
             }
         };
-        let stream = match self.turbo.verify(&token) {
+        let stream = match self.service.verify(&token) {
             Ok(stream) => stream,
             Err(error) => {
                 tracing::info!(connection = self.connection.id().get(), %error, "subscription refused");
@@ -282,7 +282,7 @@ impl State<'_> {
             };
             return Answer::Done(vec![text(reply.to_json())]);
         }
-        let limit = self.turbo.settings().max_subscriptions;
+        let limit = self.service.settings().max_subscriptions;
         if self.connection.streams().len() >= limit && !self.connection.streams().contains(&stream)
         {
             return Answer::Refused(error_reply(
@@ -291,7 +291,7 @@ impl State<'_> {
                 Some(&token),
             ));
         }
-        if let Err(reason) = self.turbo.authorize(self.request.as_ref(), &stream).await {
+        if let Err(reason) = self.service.authorize(self.request.as_ref(), &stream).await {
             tracing::info!(
                 connection = self.connection.id().get(),
                 %stream,
@@ -304,9 +304,8 @@ impl State<'_> {
                 Some(&token),
             ));
         }
-        // An epoch no server gave out cannot be resumed: treat it as another epoch.
-        let since = since.map(|s| s.position().unwrap_or(Position::new(0, u64::MAX)));
-        let subscribed = match super::subscribe(self.turbo, self.connection, &stream, since).await {
+        let since = since.map(|s| s.since());
+        let subscribed = match self.service.subscribe(self.connection, &stream, since).await {
             Ok(subscribed) => subscribed,
             Err(error) => {
                 tracing::warn!(%stream, %error, "the broker could not answer a subscription");
@@ -320,13 +319,23 @@ impl State<'_> {
             stream: stream.as_str(),
             token: &token,
             epoch: Position::epoch_hex(subscribed.position.epoch),
-            seq: subscribed.position.seq,
+            seq: start_seq(since, &subscribed),
             gap: subscribed.gap,
         };
         let mut out = Vec::with_capacity(1 + subscribed.replay.len());
         out.push(text(reply.to_json()));
-        out.extend(subscribed.replay.iter().map(|f| f.json().clone()));
+        out.extend(subscribed.replay.iter().map(|f| protocol::message(f).clone()));
         Answer::Done(out)
+    }
+}
+
+/// The sequence number a `subscribed` reply names. A page subscribing from a time has
+/// no position yet: it is told the stream's position at that time, and the replay
+/// follows. A resuming client keeps its own position; it is told where the stream is.
+pub(crate) fn start_seq(since: Option<Since>, resume: &crate::backend::Resume) -> u64 {
+    match (since, resume.replay.first()) {
+        (Some(Since::Time(_)), Some(first)) if resume.gap.is_none() => first.seq() - 1,
+        _ => resume.position.seq,
     }
 }
 

@@ -18,8 +18,10 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream;
 use serde::Deserialize;
 
-use crate::hub::{Connection, KickSignal, Position};
-use crate::turbo::Turbo;
+use super::Service;
+use super::protocol;
+use super::socket::start_seq;
+use crate::hub::{Connection, KickSignal, Position, Since};
 
 /// How soon an `EventSource` reconnects after the stream ends.
 const RETRY_MS: u64 = 1000;
@@ -28,18 +30,18 @@ const RETRY_MS: u64 = 1000;
 #[derive(Debug, Deserialize)]
 pub(crate) struct Params {
     stream: String,
-    /// The position the page was rendered at, used when the browser has no
-    /// `Last-Event-ID` yet (its first connection).
+    /// When the page's request began (`t` and microseconds), used when the browser has
+    /// no `Last-Event-ID` yet (its first connection).
     since: Option<String>,
 }
 
 pub(crate) async fn events(
-    State(turbo): State<Turbo>,
+    State(service): State<Service>,
     params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
     request: axum::http::request::Parts,
 ) -> Response {
     let headers = &request.headers;
-    if let Some(refused) = super::refusal(&turbo, headers) {
+    if let Some(refused) = super::refusal(&service, headers) {
         return refused;
     }
     let Ok(Query(params)) = params else {
@@ -49,7 +51,7 @@ pub(crate) async fn events(
         )
             .into_response();
     };
-    let stream = match turbo.verify(&params.stream) {
+    let stream = match service.verify(&params.stream) {
         Ok(stream) => stream,
         Err(error) => {
             tracing::info!(%error, "SSE subscription refused");
@@ -62,7 +64,7 @@ pub(crate) async fn events(
         }
     };
     let request = std::sync::Arc::new(request);
-    if let Err(reason) = turbo.authorize(Some(&request), &stream).await {
+    if let Err(reason) = service.authorize(Some(&request), &stream).await {
         tracing::info!(%stream, %reason, "SSE subscription refused by the application");
         return (
             StatusCode::FORBIDDEN,
@@ -75,9 +77,9 @@ pub(crate) async fn events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .or(params.since.as_deref())
-        .map(|id| Position::parse(id).unwrap_or(Position::new(0, u64::MAX)));
-    let mut connection = turbo.hub().connect();
-    let subscribed = match super::subscribe(&turbo, &mut connection, &stream, since).await {
+        .map(Since::parse);
+    let mut connection = service.hub().connect();
+    let subscribed = match service.subscribe(&mut connection, &stream, since).await {
         Ok(subscribed) => subscribed,
         Err(error) => {
             tracing::warn!(%stream, %error, "the broker could not answer an SSE subscription");
@@ -104,17 +106,20 @@ pub(crate) async fn events(
         // A resuming client's own position: the replay that follows moves it on. Naming
         // the stream's current position here would let a client cut off mid-replay skip
         // the rest of it on its next reconnect.
-        let from = since.unwrap_or(subscribed.position);
+        let from = match since {
+            Some(Since::Position(position)) => position,
+            _ => Position::new(subscribed.position.epoch, start_seq(since, &subscribed)),
+        };
         opening.push_str(&format!("id: {from}\n\n"));
     }
     let mut first: Vec<Utf8Bytes> = vec![Utf8Bytes::from(opening)];
-    first.extend(subscribed.replay.iter().map(|f| f.sse().clone()));
+    first.extend(subscribed.replay.iter().map(|f| protocol::event(f).clone()));
 
     let state = Events {
         kick: connection.kick_signal(),
         connection,
-        shutdown: turbo.shutdown_signal(),
-        ticker: heartbeat_ticker(turbo.settings().heartbeat),
+        shutdown: service.shutdown_signal(),
+        ticker: heartbeat_ticker(service.settings().heartbeat),
         pending: first,
         ending: false,
     };
@@ -161,12 +166,12 @@ impl Events {
                 () = self.kick.kicked() => return None,
                 () = super::closing(&mut self.shutdown) => {
                     while let Some(frame) = self.connection.try_next_frame() {
-                        self.pending.push(frame.sse().clone());
+                        self.pending.push(protocol::event(&frame).clone());
                     }
                     self.ending = true;
                 }
                 frame = self.connection.next_frame() => match frame {
-                    Some(frame) => self.pending.push(frame.sse().clone()),
+                    Some(frame) => self.pending.push(protocol::event(&frame).clone()),
                     None => return None,
                 },
                 _ = self.ticker.tick() => {

@@ -9,7 +9,7 @@
 //! use axum::http::HeaderMap;
 //! use axum::response::{IntoResponse, Redirect, Response};
 //! use turbo_model::context;
-//! use turbo_model::web::{TurboStream, accepts_turbo_stream, turbo_stream};
+//! use turbo_model::response::{TurboStream, accepts_turbo_stream, turbo_stream};
 //!
 //! async fn create(headers: HeaderMap) -> Response {
 //!     // ... insert the message ...
@@ -33,9 +33,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::action::Broadcast;
-use crate::dispatch::{self, RequestContext};
+use std::sync::Arc;
+
+use crate::action::StreamAction;
 use crate::error::Result;
+pub use crate::scope::{RequestContext, request_context};
+use crate::scope::Scope;
 use crate::turbo::Turbo;
 
 /// The media type of Turbo Stream responses.
@@ -74,29 +77,29 @@ impl<S: Send + Sync> FromRequestParts<S> for AcceptsTurboStream {
     }
 }
 
-/// Actions without a stream, for [`TurboStream`] responses: the same builders as
-/// [`Stream`](crate::Stream)'s, with a target and content but nowhere to broadcast.
+/// Actions for [`TurboStream`] responses, by name: the same builders as
+/// [`Stream`](crate::Stream)'s, with a template and its context, but no stream. A
+/// response action goes in a response; it cannot be sent:
+///
+/// ```compile_fail
+/// turbo_model::response::turbo_stream::remove().target("x").send();
+/// ```
 pub mod turbo_stream {
     use tera::Context;
 
-    use crate::action::{Action, Broadcast, Content};
-    use crate::stream::{Stream, stream};
-
-    fn response() -> Stream {
-        stream(String::new())
-    }
+    use crate::action::{Action, Content, StreamAction};
 
     /// Any action with any [`Content`].
-    pub fn action(action: Action, content: Option<Content>) -> Broadcast {
-        response().action(action, content)
+    pub fn action(action: Action, content: Option<Content>) -> StreamAction {
+        StreamAction::new(action, content)
     }
 
     macro_rules! content_actions {
         ($($(#[$doc:meta])* $name:ident;)*) => {
             $(
                 $(#[$doc])*
-                pub fn $name(template: impl Into<String>, context: Context) -> Broadcast {
-                    response().$name(template, context)
+                pub fn $name(template: impl Into<String>, context: Context) -> StreamAction {
+                    StreamAction::$name(Content::template(template, context))
                 }
             )*
         };
@@ -118,22 +121,22 @@ pub mod turbo_stream {
     }
 
     /// Removes the target element.
-    pub fn remove() -> Broadcast {
-        response().remove()
+    pub fn remove() -> StreamAction {
+        StreamAction::remove()
     }
 
     /// Reloads the page.
-    pub fn refresh() -> Broadcast {
-        response().refresh()
+    pub fn refresh() -> StreamAction {
+        StreamAction::refresh()
     }
 }
 
 /// A `text/vnd.turbo-stream.html` response of one or more actions, rendered with the
-/// installed [`Turbo`] (or [`with_turbo`](Self::with_turbo)).
+/// current [`Turbo`] (or [`with_turbo`](Self::with_turbo)).
 #[derive(Debug, Default)]
 #[must_use = "a response does nothing unless returned"]
 pub struct TurboStream {
-    actions: Vec<Broadcast>,
+    actions: Vec<StreamAction>,
     turbo: Option<Turbo>,
 }
 
@@ -144,7 +147,7 @@ impl TurboStream {
     }
 
     /// Adds an action (from [`turbo_stream`]).
-    pub fn with(mut self, action: Broadcast) -> Self {
+    pub fn with(mut self, action: StreamAction) -> Self {
         self.actions.push(action);
         self
     }
@@ -161,16 +164,20 @@ impl TurboStream {
     ///
     /// Rendering errors, naming the template.
     pub fn render(&self) -> Result<String> {
-        let turbo = self.turbo.as_ref().or_else(|| Turbo::global());
+        let turbo = self.turbo.clone().or_else(Turbo::current);
         let mut body = String::new();
         for action in &self.actions {
-            body.push_str(&action.to_html_with(turbo)?);
+            let html = match &turbo {
+                Some(turbo) => turbo.render_action(action)?,
+                None => action.to_html()?,
+            };
+            body.push_str(&html);
         }
         Ok(body)
     }
 }
 
-impl<I: IntoIterator<Item = Broadcast>> From<I> for TurboStream {
+impl<I: IntoIterator<Item = StreamAction>> From<I> for TurboStream {
     fn from(actions: I) -> Self {
         Self {
             actions: actions.into_iter().collect(),
@@ -202,8 +209,10 @@ impl IntoResponse for TurboStream {
     }
 }
 
-/// Middleware that makes the request known to what its handler does:
+/// Middleware that makes the request, and the [`Turbo`] given as its state, known to
+/// what its handler does:
 ///
+/// - broadcasts and hooks send through that `Turbo` (several can serve one process);
 /// - `refresh` broadcasts carry Turbo's request id (so the page that made the change
 ///   does not refresh itself);
 /// - [`to_others`](crate::Broadcast::to_others) broadcasts skip the sender's stream
@@ -216,11 +225,11 @@ impl IntoResponse for TurboStream {
 /// # fn app(turbo: turbo_model::Turbo) -> axum::Router {
 /// axum::Router::new()
 ///     // .route(...)
-///     .layer(axum::middleware::from_fn_with_state(turbo.clone(), turbo_model::web::request_scope))
+///     .layer(axum::middleware::from_fn_with_state(turbo.clone(), turbo_model::response::request_scope))
 /// # }
 /// ```
 pub async fn request_scope(State(turbo): State<Turbo>, request: Request, next: Next) -> Response {
-    let started = std::time::Instant::now();
+    let started = std::time::SystemTime::now();
     let headers = request.headers();
     let request_id = headers
         .get(REQUEST_ID_HEADER)
@@ -231,12 +240,13 @@ pub async fn request_scope(State(turbo): State<Turbo>, request: Request, next: N
         .get(CONNECTION_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|token| turbo.connection_of(token));
-    let context = RequestContext {
-        request_id,
-        connection,
-        started: Some(started),
-    };
-    dispatch::in_request(context, next.run(request)).await
+    let context = RequestContext::new(request_id, connection, Some(started));
+    Scope {
+        request: Some(Arc::new(context)),
+        ..turbo.entered()
+    }
+    .run(next.run(request))
+    .await
 }
 
 #[cfg(test)]
@@ -264,8 +274,8 @@ mod tests {
     fn a_response_renders_every_action_in_order() {
         let body = TurboStream::from([
             turbo_stream::action(
-                crate::Action::Append,
-                Some(crate::Content::html("<li>1</li>")),
+                crate::action::Action::Append,
+                Some(crate::action::Content::html("<li>1</li>")),
             )
             .target("messages"),
             turbo_stream::remove().target("message-0"),
@@ -275,21 +285,6 @@ mod tests {
         assert_eq!(
             body,
             r#"<turbo-stream action="append" target="messages"><template><li>1</li></template></turbo-stream><turbo-stream action="remove" target="message-0"></turbo-stream>"#
-        );
-    }
-
-    #[test]
-    fn a_response_action_cannot_be_broadcast() {
-        let err = turbo_stream::remove()
-            .target("x")
-            .send()
-            .expect_err("no stream");
-        assert!(
-            matches!(
-                err,
-                crate::Error::NotInstalled | crate::Error::InvalidStreamName { .. }
-            ),
-            "{err}"
         );
     }
 }
