@@ -244,7 +244,9 @@ async fn refreshes_after_a_gap() -> Result<(), BrowserError> {
         turbo_model_tests::standalone::publish_with(
             turbo_model_tests::server::turbo(),
             &stream,
-            &format!("<turbo-stream action=\"append\" target=\"nowhere\"><template>{n}</template></turbo-stream>"),
+            &format!(
+                "<turbo-stream action=\"append\" target=\"nowhere\"><template>{n}</template></turbo-stream>"
+            ),
         );
     }
     assert_eq!(chat.post_message(room, "saved while away").await, 303);

@@ -198,7 +198,11 @@ async fn a_client_that_never_reads_is_cut_off_without_slowing_others_and_later_r
     fast.subscribe(&token).await;
 
     let padding = "x".repeat(32 * 1024);
-    let big = |n: u64| format!("<p data-n=\"{n}\">{padding}</p>");
+    let big = |n: u64| {
+        format!(
+            "<turbo-stream action=\"append\" target=\"log\"><template><p data-n=\"{n}\">{padding}</p></template></turbo-stream>"
+        )
+    };
     let started = Instant::now();
     for n in 1..=FRAMES {
         server.publish("log", &big(n));

@@ -2,7 +2,7 @@
 //! Its own test binary: the policy belongs to the process's installed `Turbo`.
 
 use sea_orm::{ActiveModelTrait, ConnectionTrait, Database, DbErr, EntityTrait, Schema, Set};
-use turbo_model::{HookErrors, Hook, Saved, Turbo};
+use turbo_model::{Hook, HookErrors, Saved, Turbo};
 
 mod task {
     use sea_orm::entity::prelude::*;

@@ -117,16 +117,9 @@ impl JobsApp {
     async fn page(&self, id: &str) -> Rendered {
         let (status, html) = self.get(&format!("/jobs/{id}/")).await;
         assert_eq!(status, 200, "the job's page:\n{html}");
-        let since = attribute(&html, "since");
-        let (epoch, seq) = since
-            .split_once('.')
-            .unwrap_or_else(|| panic!("since is `epoch.seq`: {since}"));
         Rendered {
             token: attribute(&html, "streams"),
-            epoch: epoch.to_owned(),
-            seq: seq
-                .parse()
-                .unwrap_or_else(|e| panic!("since's seq ({e}): {since}")),
+            since: attribute(&html, "since"),
             percent: attribute(&html, "value")
                 .parse()
                 .unwrap_or_else(|e| panic!("the progress value ({e}):\n{html}")),
@@ -141,11 +134,10 @@ impl Drop for JobsApp {
     }
 }
 
-/// What a job's page showed, and where its stream was when it was rendered.
+/// What a job's page showed, and when its request began.
 struct Rendered {
     token: String,
-    epoch: String,
-    seq: u64,
+    since: String,
     percent: u64,
     html: String,
 }
@@ -183,14 +175,28 @@ fn result_frame(id: &str, seq: u64) -> Value {
     })
 }
 
+/// Where the job's stream was when `page`'s request began: `(epoch, seq)`, as the
+/// server answers the page's subscription.
+async fn position_of(app: &JobsApp, page: &Rendered) -> (String, u64) {
+    let mut client = Client::connect(&app.ws_url()).await;
+    let reply = client.subscribe_from(&page.token, &page.since).await;
+    let epoch = reply["epoch"].as_str().unwrap_or_default().to_owned();
+    let seq = reply["seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("a seq: {reply}"));
+    (epoch, seq)
+}
+
 /// Subscribes from where `page` was rendered and checks every frame from there to the
 /// end: one progress frame per remaining step, then the result.
 async fn follow_to_the_end(app: &JobsApp, id: &str, page: &Rendered) {
     let mut client = Client::connect(&app.ws_url()).await;
-    let reply = client.resume(&page.token, &page.epoch, page.seq).await;
+    let reply = client.subscribe_from(&page.token, &page.since).await;
     assert_eq!(reply["stream"], format!("job:{id}"));
     assert_eq!(reply.get("gap"), None, "nothing missed: {reply}");
-    let mut seq = page.seq;
+    let mut seq = reply["seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("a seq: {reply}"));
     for percent in (page.percent + 10..=100).step_by(10) {
         seq += 1;
         assert_eq!(client.json().await, progress_frame(id, seq, percent));
@@ -250,8 +256,10 @@ async fn a_page_rendered_mid_job_shows_the_progress_and_receives_exactly_the_res
     // The stream's record dates from the first render: one frame per step since then.
     // The page's HTML and its position agree, because both were taken under the job's
     // lock.
-    assert_eq!(page.epoch, first.epoch);
-    assert_eq!(page.seq - first.seq, (page.percent - first.percent) / 10);
+    let (first_epoch, first_seq) = position_of(&app, &first).await;
+    let (page_epoch, page_seq) = position_of(&app, &page).await;
+    assert_eq!(page_epoch, first_epoch);
+    assert_eq!(page_seq - first_seq, (page.percent - first.percent) / 10);
     follow_to_the_end(&app, &id, &page).await;
 }
 

@@ -230,7 +230,8 @@ async fn refreshes_are_debounced_and_carry_the_request_id() {
     let mut client = Client::connect(&server.ws_url()).await;
     client.subscribe(&token).await;
     for n in 0..5 {
-        turbo_model::stream("board:1").expect("a valid stream name")
+        turbo_model::stream("board:1")
+            .expect("a valid stream name")
             .refresh()
             .morph()
             .request_id(format!("req-{n}"))
@@ -245,7 +246,8 @@ async fn refreshes_are_debounced_and_carry_the_request_id() {
     );
     assert_eq!(frame["seq"], 1);
     client.expect_silence(Duration::from_millis(400)).await;
-    turbo_model::stream("board:1").expect("a valid stream name")
+    turbo_model::stream("board:1")
+        .expect("a valid stream name")
         .refresh()
         .debounce(Duration::ZERO)
         .send_with(&server.turbo)

@@ -303,7 +303,8 @@ async fn a_named_stream_carries_broadcasts_from_code_outside_the_orm() {
     let mut client = Client::connect(&server.ws_url()).await;
     client.subscribe(&token).await;
 
-    turbo_model::stream(name.as_str()).expect("a valid stream name")
+    turbo_model::stream(name.as_str())
+        .expect("a valid stream name")
         .action(
             turbo_model::Action::Replace,
             Some(turbo_model::Content::text("shipped & paid")),
@@ -311,7 +312,8 @@ async fn a_named_stream_carries_broadcasts_from_code_outside_the_orm() {
         .target("order-status")
         .send()
         .expect("sent");
-    turbo_model::stream(name.as_str()).expect("a valid stream name")
+    turbo_model::stream(name.as_str())
+        .expect("a valid stream name")
         .refresh()
         .morph()
         .preserve_scroll()

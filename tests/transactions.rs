@@ -38,7 +38,8 @@ impl Hook for ItemStream {
     type Entity = item::Entity;
 
     fn on_save(&self, item: &item::Model, _: Saved) -> turbo_model::Result<()> {
-        turbo_model::stream(format!("list:{}", item.list)).expect("a valid stream name")
+        turbo_model::stream(format!("list:{}", item.list))
+            .expect("a valid stream name")
             .append("item.html", context! { item })
             .target("items")
             .send()
@@ -239,7 +240,8 @@ async fn the_whole_contract(db: Db, label: &str) {
     });
     assert!(task.await.expect_err("the task panicked").is_panic());
     // A broadcast of the same stream made afterwards arrives first: nothing came before.
-    turbo_model::stream(panic_stream.as_str()).expect("a valid stream name")
+    turbo_model::stream(panic_stream.as_str())
+        .expect("a valid stream name")
         .remove()
         .target("marker")
         .send()

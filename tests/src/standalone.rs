@@ -106,7 +106,10 @@ pub fn action_of(html: &str) -> StreamAction {
         Some("update") => Action::Update,
         Some("remove") => Action::Remove,
         Some("refresh") => Action::Refresh,
-        other => panic!("unknown action {other:?} in {html}"),
+        other => panic!(
+            "unknown action {other:?} in {}",
+            html.chars().take(200).collect::<String>()
+        ),
     };
     let content = html
         .split_once("<template>")
@@ -117,7 +120,10 @@ pub fn action_of(html: &str) -> StreamAction {
         made = made.target(target);
     }
     let rendered = made.to_html().unwrap_or_else(|e| panic!("{html}: {e}"));
-    assert_eq!(rendered, html, "the action renders as the element it was read from");
+    assert_eq!(
+        rendered, html,
+        "the action renders as the element it was read from"
+    );
     made
 }
 

@@ -123,6 +123,28 @@ impl Client {
         reply
     }
 
+    /// Subscribes as a rendered page does, from its `since` attribute (`t` and the time
+    /// its request began), and returns the `subscribed` reply: the stream's position at
+    /// that time. What was broadcast after it follows.
+    ///
+    /// # Panics
+    ///
+    /// If `since` is not of that form.
+    pub async fn subscribe_from(&mut self, token: &str, since: &str) -> Value {
+        let time: u64 = since
+            .strip_prefix('t')
+            .and_then(|time| time.parse().ok())
+            .unwrap_or_else(|| panic!("a page's since is `t<microseconds>`: {since:?}"));
+        self.send_text(
+            serde_json::json!({"type": "subscribe", "stream": token, "since": {"time": time}})
+                .to_string(),
+        )
+        .await;
+        let reply = self.json().await;
+        assert_eq!(reply["type"], "subscribed", "subscribe reply: {reply}");
+        reply
+    }
+
     /// Connects sending this `Origin`; returns the HTTP status when the upgrade is
     /// refused.
     pub async fn connect_from(url: &str, origin: &str) -> Result<Self, u16> {

@@ -164,7 +164,7 @@ pub(crate) enum Method {
 ///
 /// Make one with the constructor named after the action, address it with
 /// [`target`](Self::target) or [`targets`](Self::targets), then either send it to a
-/// stream ([`Stream::send`](crate::Stream::send), or the shortcuts on
+/// stream ([`Stream::broadcast`](crate::Stream::broadcast), or the shortcuts on
 /// [`Stream`](crate::Stream)) or put it in a
 /// [`TurboStream`](crate::response::TurboStream) response.
 #[derive(Clone, Debug)]
@@ -258,7 +258,7 @@ impl StreamAction {
 
     /// Marks a `refresh` with the id of the request that caused it (`request-id`): the
     /// page that made that request does not refresh itself. Inside
-    /// [`request_scope`](crate::request::request_scope) this is set from the request's
+    /// [`request_scope`](crate::response::request_scope) this is set from the request's
     /// `X-Turbo-Request-Id` unless given here.
     pub fn request_id(mut self, id: impl Into<String>) -> Self {
         self.request_id = Some(id.into());
@@ -424,8 +424,7 @@ mod tests {
 
     #[test]
     fn target_cannot_break_out_of_its_attribute() {
-        let a = StreamAction::update(Content::text("<i>"))
-            .target(r#""><script>alert(1)</script>"#);
+        let a = StreamAction::update(Content::text("<i>")).target(r#""><script>alert(1)</script>"#);
         assert_eq!(
             html(&a),
             r#"<turbo-stream action="update" target="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"><template>&lt;i&gt;</template></turbo-stream>"#

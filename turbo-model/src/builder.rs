@@ -55,7 +55,6 @@ impl std::fmt::Debug for Builder {
     }
 }
 
-
 impl Builder {
     /// Loads every template below `dir` (see [the naming rule](crate#templates)).
     /// May be called more than once.
@@ -233,7 +232,11 @@ impl Builder {
             None => default_backend()?,
         };
         let templates = Templates::build(sources, signer.clone(), endpoints, Arc::clone(&metrics))?;
-        let hub = Arc::new(Hub::new(self.hub, Arc::clone(&metrics), backend.numbering()));
+        let hub = Arc::new(Hub::new(
+            self.hub,
+            Arc::clone(&metrics),
+            backend.numbering(),
+        ));
         backend.start(Feed::new(Arc::clone(&hub)))?;
         let service = Service::new(
             hub,
@@ -275,7 +278,6 @@ impl Builder {
         Ok(turbo)
     }
 }
-
 
 /// [`InProcess`], or Redis when `TURBO_MODEL_REDIS_URL` is set and the `redis` feature on.
 fn default_backend() -> Result<Arc<dyn Backend>> {

@@ -36,6 +36,9 @@ mod tests {
         let b = now_micros();
         assert!(b >= a);
         assert!(a > 1_700_000_000_000_000, "after 2023: {a}");
-        assert_eq!(micros_of(UNIX_EPOCH + std::time::Duration::from_micros(5)), 5);
+        assert_eq!(
+            micros_of(UNIX_EPOCH + std::time::Duration::from_micros(5)),
+            5
+        );
     }
 }

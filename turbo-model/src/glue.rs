@@ -81,9 +81,7 @@ where
         return Ok(active);
     }
     match active.clone().try_into_model() {
-        Ok(model) => {
-            in_transaction_of(db, || hooks::deleted(&model)).map_err(to_db_err)?
-        }
+        Ok(model) => in_transaction_of(db, || hooks::deleted(&model)).map_err(to_db_err)?,
         Err(error) => tracing::warn!(
             entity = std::any::type_name::<A::Entity>(),
             %error,

@@ -16,4 +16,3 @@ pub trait StreamModel {
     /// The row's own stream: `table:primary-key`, e.g. `room:1`.
     fn stream(&self) -> Stream;
 }
-

@@ -121,6 +121,18 @@ impl AsRef<str> for StreamName {
     }
 }
 
+impl PartialEq<str> for StreamName {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for StreamName {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
 impl TryFrom<&str> for StreamName {
     type Error = Error;
 

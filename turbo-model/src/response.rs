@@ -37,8 +37,8 @@ use std::sync::Arc;
 
 use crate::action::StreamAction;
 use crate::error::Result;
-pub use crate::scope::{RequestContext, request_context};
 use crate::scope::Scope;
+pub use crate::scope::{RequestContext, request_context};
 use crate::turbo::Turbo;
 
 /// The media type of Turbo Stream responses.

@@ -10,12 +10,13 @@
 //! use turbo_model::{Action, Content, Turbo, stream};
 //!
 //! let turbo = Turbo::builder().secret("0123456789abcdef0123456789abcdef").build()?;
-//! let ((), broadcasts) = capture_sync(|| {
+//! let (sent, broadcasts) = capture_sync(|| {
 //!     stream("orders:7")?
 //!         .action(Action::Replace, Some(Content::text("shipped")))
 //!         .target("order-7-status")
 //!         .send_with(&turbo)
 //! });
+//! sent?;
 //! let sent = broadcasts.assert_one("orders:7", Action::Replace, "order-7-status");
 //! assert_eq!(sent.content(), Some("shipped"));
 //! # Ok::<(), turbo_model::Error>(())

@@ -22,7 +22,6 @@ use crate::web::Service;
 
 pub(crate) static GLOBAL: OnceLock<Turbo> = OnceLock::new();
 
-
 /// One application's turbo-model: templates, the key that signs stream names, the hub of
 /// subscribers, the backend, and settings. Cheap to clone (shared).
 ///
@@ -217,7 +216,11 @@ impl Turbo {
     /// Publishes after `window`, unless another refresh of the same stream comes first
     /// (then that one is published at the end of the window instead). Outside a tokio
     /// runtime, publishes at once.
-    pub(crate) fn publish_debounced(&self, publication: Publication, window: Duration) -> Result<()> {
+    pub(crate) fn publish_debounced(
+        &self,
+        publication: Publication,
+        window: Duration,
+    ) -> Result<()> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return self.publish(publication);
         };

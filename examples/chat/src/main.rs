@@ -47,7 +47,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     {
         println!("Chat running at {url} (open it in two windows; Ctrl-C stops)");
     }
-    turbo.serve(listener, app, std::time::Duration::from_secs(5)).await?;
+    turbo
+        .serve(listener, app, std::time::Duration::from_secs(5))
+        .await?;
     tracing::info!("chat stopped");
     Ok(())
 }

@@ -41,7 +41,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     {
         println!("Jobs running at {url} (start a job and watch it; Ctrl-C stops)");
     }
-    turbo.serve(listener, app, std::time::Duration::from_secs(5)).await?;
+    turbo
+        .serve(listener, app, std::time::Duration::from_secs(5))
+        .await?;
     tracing::info!("jobs stopped");
     Ok(())
 }

@@ -48,7 +48,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     {
         println!("Orders running at {url} (place an order, open it in two windows; Ctrl-C stops)");
     }
-    turbo.serve(listener, app, std::time::Duration::from_secs(5)).await?;
+    turbo
+        .serve(listener, app, std::time::Duration::from_secs(5))
+        .await?;
     tracing::info!("orders stopped");
     Ok(())
 }

@@ -58,7 +58,7 @@ fn main() {
     };
     let parent: Option<turbo_model::Stream> = filed.parent_stream();
     assert_eq!(
-        parent.as_ref().map(turbo_model::Stream::name),
+        parent.as_ref().map(|stream| stream.name().as_str()),
         Some("folder:7")
     );
     assert_eq!(loose.parent_stream(), None);

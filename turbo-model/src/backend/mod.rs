@@ -112,9 +112,10 @@ impl Backend for InProcess {
     }
 
     fn publish(&self, publication: Publication) -> Result<()> {
-        let feed = self.feed.get().ok_or_else(|| {
-            Error::backend("publish", publication.stream.as_str(), "not started")
-        })?;
+        let feed = self
+            .feed
+            .get()
+            .ok_or_else(|| Error::backend("publish", publication.stream.as_str(), "not started"))?;
         feed.publish(publication).map(|_| ())
     }
 }

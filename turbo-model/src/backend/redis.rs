@@ -313,7 +313,12 @@ impl Redis {
                     .zip(html)
                     .filter(|((q, _), _)| *q > start)
                     .map(|(&(q, t), h)| {
-                        Frame::message(stream, Position::new(position.epoch, q), t, Arc::from(h.as_str()))
+                        Frame::message(
+                            stream,
+                            Position::new(position.epoch, q),
+                            t,
+                            Arc::from(h.as_str()),
+                        )
                     })
                     .collect();
                 Ok(Resume::new(position, replay, None))

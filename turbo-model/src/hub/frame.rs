@@ -288,10 +288,16 @@ mod tests {
             trimmed_until: 350,
             ..record(&kept, 4)
         };
-        assert_eq!(resolve(Since::Time(300), &trimmed), Resolution::Gap(Gap::History));
+        assert_eq!(
+            resolve(Since::Time(300), &trimmed),
+            Resolution::Gap(Gap::History)
+        );
         assert_eq!(resolve(Since::Time(360), &trimmed), Resolution::After(3));
         let newer = record(&[], 0);
-        assert_eq!(resolve(Since::Time(40), &newer), Resolution::Gap(Gap::Epoch));
+        assert_eq!(
+            resolve(Since::Time(40), &newer),
+            Resolution::Gap(Gap::Epoch)
+        );
         assert_eq!(resolve(Since::Time(60), &newer), Resolution::After(0));
     }
 

@@ -57,8 +57,8 @@ use std::time::{Duration, Instant};
 
 pub use connection::{Connection, KickSignal};
 use connection::{Push, Subscriber};
-pub(crate) use frame::{Record, Resolution, UNKNOWN, resolve};
 pub use frame::{Frame, Gap, Position, Since};
+pub(crate) use frame::{Record, Resolution, UNKNOWN, resolve};
 
 use crate::clock;
 use crate::error::{Error, Result};
@@ -370,15 +370,6 @@ impl Hub {
         }
     }
 
-    /// Where `stream` is now, if this hub keeps a record of it and knows its position.
-    #[cfg(test)]
-    pub(crate) fn position(&self, stream: &StreamName) -> Option<Position> {
-        self.shard(stream)
-            .streams
-            .get(stream)
-            .and_then(|s| s.position)
-    }
-
     /// Number of connections subscribed to `stream` in this process.
     pub fn subscriber_count(&self, stream: &StreamName) -> usize {
         self.shard(stream)
@@ -394,9 +385,10 @@ impl Hub {
     fn publish(&self, stream: &StreamName, html: Arc<str>, except: Option<ConnectionId>) -> usize {
         let mut shard = self.shard(stream);
         let state = self.state(&mut shard, stream);
-        let position = state
-            .position
-            .map_or_else(|| Position::new(new_epoch(), 1), |p| Position::new(p.epoch, p.seq + 1));
+        let position = state.position.map_or_else(
+            || Position::new(new_epoch(), 1),
+            |p| Position::new(p.epoch, p.seq + 1),
+        );
         state.position = Some(position);
         let frame = Frame::message(stream, position, clock::now_micros(), html);
         self.fan_out(state, stream, frame, except)
@@ -480,7 +472,10 @@ impl Hub {
                     stream,
                     "the broker's stream moved on without this process",
                 );
-                state.trimmed_until = state.history.back().map_or(state.trimmed_until, |f| f.time());
+                state.trimmed_until = state
+                    .history
+                    .back()
+                    .map_or(state.trimmed_until, |f| f.time());
                 state.history.clear();
             }
         }
@@ -721,7 +716,10 @@ mod tests {
         assert_eq!(hub.deliver(&room, "<p>1</p>"), 2);
         let fa = a.next_frame().await.expect("frame");
         let fb = b.next_frame().await.expect("frame");
-        assert_eq!((fa.stream().as_str(), fa.seq(), fa.html()), ("room:1", 1, "<p>1</p>"));
+        assert_eq!(
+            (fa.stream().as_str(), fa.seq(), fa.html()),
+            ("room:1", 1, "<p>1</p>")
+        );
         assert!(Arc::ptr_eq(&fa, &fb), "one frame, shared");
     }
 
@@ -846,16 +844,11 @@ mod tests {
         assert!(too_old.replay.is_empty());
         let mut other = hub.connect();
         assert_eq!(
-            other
-                .subscribe(&room, at(epoch ^ 1, 10))
-                .gap,
+            other.subscribe(&room, at(epoch ^ 1, 10)).gap,
             Some(Gap::Epoch)
         );
         let mut future = hub.connect();
-        assert_eq!(
-            future.subscribe(&room, at(epoch, 11)).gap,
-            Some(Gap::Epoch)
-        );
+        assert_eq!(future.subscribe(&room, at(epoch, 11)).gap, Some(Gap::Epoch));
         let mut current = hub.connect();
         let up_to_date = current.subscribe(&room, at(epoch, 10));
         assert_eq!((up_to_date.replay.len(), up_to_date.gap), (0, None));
@@ -873,10 +866,7 @@ mod tests {
         hub.deliver(&room, "1");
         tokio::time::sleep(Duration::from_millis(80)).await;
         let mut late = hub.connect();
-        assert_eq!(
-            late.subscribe(&room, at(epoch, 0)).gap,
-            Some(Gap::History)
-        );
+        assert_eq!(late.subscribe(&room, at(epoch, 0)).gap, Some(Gap::History));
     }
 
     #[tokio::test]
@@ -940,6 +930,9 @@ mod tests {
         hub.deliver(&room, "after a restart");
         let mut page = hub.connect();
         let subscribed = page.subscribe(&room, Some(Since::Time(rendered)));
-        assert_eq!((subscribed.replay.len(), subscribed.gap), (0, Some(Gap::Epoch)));
+        assert_eq!(
+            (subscribed.replay.len(), subscribed.gap),
+            (0, Some(Gap::Epoch))
+        );
     }
 }

@@ -404,7 +404,9 @@ mod tests {
     fn without_a_request_the_page_subscribes_from_the_render() {
         let t = templates(&[("page.html", r#"<% turbo_subscribe "lobby" %>"#)]).expect("builds");
         let before = clock::now_micros();
-        let html = t.render("page.html", &Context::new(), None).expect("renders");
+        let html = t
+            .render("page.html", &Context::new(), None)
+            .expect("renders");
         let after = clock::now_micros();
         let since: u64 = html
             .split("since=\"t")
@@ -412,7 +414,10 @@ mod tests {
             .and_then(|rest| rest.split('"').next())
             .and_then(|n| n.parse().ok())
             .expect("a since attribute");
-        assert!((before..=after).contains(&since), "{before} <= {since} <= {after}");
+        assert!(
+            (before..=after).contains(&since),
+            "{before} <= {since} <= {after}"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The axum side: the WebSocket and Server-Sent Events endpoints and the client script.
 //!
-//! [`Turbo::router`] mounts, below the configured path (default `/turbo-model`):
+//! [`Turbo::router`](crate::Turbo::router) mounts, below the configured path (default `/turbo-model`):
 //!
 //! | route | what |
 //! |---|---|

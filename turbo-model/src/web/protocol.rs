@@ -42,7 +42,7 @@
 //!
 //! `hello` names the connection with a signed token; the client sends it back in the
 //! `X-Turbo-Model-Connection` header of Turbo's requests (see
-//! [`request_scope`](super::request_scope)).
+//! [`request_scope`](crate::response::request_scope)).
 //!
 //! # Heartbeats
 //!
@@ -248,7 +248,11 @@ fn sse_lines(text: &str) -> impl Iterator<Item = &str> {
         let current = rest?;
         match current.find(['\r', '\n']) {
             Some(at) => {
-                let skip = if current[at..].starts_with("\r\n") { 2 } else { 1 };
+                let skip = if current[at..].starts_with("\r\n") {
+                    2
+                } else {
+                    1
+                };
                 rest = Some(&current[at + skip..]);
                 Some(&current[..at])
             }
@@ -313,7 +317,12 @@ mod tests {
 
     fn frame(html: &str) -> std::sync::Arc<Frame> {
         let stream = crate::name::StreamName::new("r").expect("name");
-        Frame::message(&stream, Position::new(255, 1), 0, std::sync::Arc::from(html))
+        Frame::message(
+            &stream,
+            Position::new(255, 1),
+            0,
+            std::sync::Arc::from(html),
+        )
     }
 
     #[test]
@@ -327,7 +336,10 @@ mod tests {
             event(&frame).as_str(),
             "id: 00000000000000ff.1\ndata: <p>\"a\"\ndata: b</p>\n\n"
         );
-        assert!(std::ptr::eq(message(&frame), message(&frame)), "encoded once");
+        assert!(
+            std::ptr::eq(message(&frame), message(&frame)),
+            "encoded once"
+        );
     }
 
     #[test]

@@ -305,7 +305,11 @@ impl State<'_> {
             ));
         }
         let since = since.map(|s| s.since());
-        let subscribed = match self.service.subscribe(self.connection, &stream, since).await {
+        let subscribed = match self
+            .service
+            .subscribe(self.connection, &stream, since)
+            .await
+        {
             Ok(subscribed) => subscribed,
             Err(error) => {
                 tracing::warn!(%stream, %error, "the broker could not answer a subscription");
@@ -324,7 +328,12 @@ impl State<'_> {
         };
         let mut out = Vec::with_capacity(1 + subscribed.replay.len());
         out.push(text(reply.to_json()));
-        out.extend(subscribed.replay.iter().map(|f| protocol::message(f).clone()));
+        out.extend(
+            subscribed
+                .replay
+                .iter()
+                .map(|f| protocol::message(f).clone()),
+        );
         Answer::Done(out)
     }
 }
