@@ -163,3 +163,39 @@ async fn when_redis_goes_away_broadcasts_fail_loudly_and_clients_get_the_gap_sig
     a.publish("room:3", &html(3));
     assert_eq!(message(&mut back).await["html"], html(3), "live again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_redis_backend_serves_one_turbo_and_stops_with_it() {
+    let redis = TestRedis::start();
+    let backend = Redis::with_prefix(&redis.url(), "lifecycle-test").expect("url");
+    let turbo = Turbo::builder()
+        .secret("lifecycle test secret, at least 32 bytes")
+        .backend(backend.clone())
+        .build()
+        .expect("the first Turbo starts the backend");
+    let again = Turbo::builder()
+        .secret("lifecycle test secret, at least 32 bytes")
+        .backend(backend)
+        .build()
+        .expect_err("a backend that is running cannot start again");
+    assert_eq!(
+        again.to_string(),
+        "backend could not start (stream `-`): this Redis backend is already started: give each Turbo its own"
+    );
+
+    let room = turbo_model::stream("room:9").expect("name");
+    room.refresh()
+        .debounce(Duration::ZERO)
+        .send_with(&turbo)
+        .expect("accepted while running");
+    assert_eq!(turbo.shutdown(Duration::from_secs(1)).await, 0);
+    let after = room
+        .refresh()
+        .debounce(Duration::ZERO)
+        .send_with(&turbo)
+        .expect_err("nothing publishes after shutdown");
+    assert_eq!(
+        after.to_string(),
+        "backend could not publish (stream `room:9`): the Redis backend has stopped"
+    );
+}

@@ -422,3 +422,50 @@ async fn forms_posted_from_another_site_are_refused() {
     );
     client.expect_silence(Duration::from_millis(200)).await;
 }
+
+#[tokio::test]
+async fn the_client_script_is_named_by_its_content_and_cached_for_good() {
+    let server = ChatServer::start().await;
+    let room = server.create_room("Cached").await;
+    let page = server.room_page(room).await;
+    let src = page
+        .split("<script type=\"module\" src=\"")
+        .filter_map(|rest| rest.split('"').next())
+        .find(|src| src.starts_with("/turbo-model/"))
+        .unwrap_or_else(|| panic!("the page loads the client script:\n{page}"));
+    assert!(
+        src.starts_with("/turbo-model/client-") && src.ends_with(".js"),
+        "{src}"
+    );
+    let response = server
+        .http()
+        .get(format!("{}{src}", server.base_url))
+        .send()
+        .await
+        .expect("GET the client script");
+    assert_eq!(response.status(), 200);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        header("cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(header("content-type"), "text/javascript; charset=utf-8");
+    assert_eq!(
+        response.text().await.expect("body"),
+        turbo_model::web::CLIENT_JS
+    );
+    let old = server
+        .http()
+        .get(format!("{}/turbo-model/client.js", server.base_url))
+        .send()
+        .await
+        .expect("GET the unversioned path");
+    assert_eq!(old.status(), 404, "only the versioned name is served");
+}

@@ -396,12 +396,21 @@ impl Backend for Redis {
     fn publish(&self, publication: Publication) -> Result<()> {
         let running = self.running("publish", publication.stream.as_str())?;
         let stream = publication.stream.clone();
-        running.queue.try_send(publication).map_err(|_| {
-            Error::backend(
+        if *running.stop.borrow() {
+            return Err(Error::backend(
                 "publish",
                 stream.as_str(),
-                "too many broadcasts waiting for Redis; this one is dropped",
-            )
+                "the Redis backend has stopped",
+            ));
+        }
+        running.queue.try_send(publication).map_err(|error| {
+            let message = match error {
+                mpsc::error::TrySendError::Full(_) => {
+                    "too many broadcasts waiting for Redis; this one is dropped"
+                }
+                mpsc::error::TrySendError::Closed(_) => "the Redis backend has stopped",
+            };
+            Error::backend("publish", stream.as_str(), message)
         })
     }
 
