@@ -139,7 +139,7 @@ pub fn scenario_json(
                     "renders_per_broadcast".into(),
                     json!(
                         "not measured here: the chat does not expose its counters over \
-                         HTTP; tests/render_once.rs asserts one render per broadcast"
+                         HTTP; tests/suite/render_once.rs asserts one render per broadcast"
                     ),
                 );
             }

@@ -10,7 +10,7 @@ use turbo_model::Turbo;
 /// The signing key every test process uses, so that tokens are reproducible.
 pub const TEST_SECRET: &str = "turbo-model test secret, 32+ bytes long";
 
-/// The process's installed [`Turbo`], built from the chat's templates on first use.
+/// The chat's [`Turbo`] of this test process (built, not installed), from its templates.
 ///
 /// # Panics
 ///
@@ -20,7 +20,7 @@ pub fn turbo() -> &'static Turbo {
     TURBO.get_or_init(|| {
         chat::turbo_builder()
             .secret(TEST_SECRET)
-            .install()
+            .build()
             .unwrap_or_else(|e| panic!("chat templates must load: {e}"))
     })
 }

@@ -125,7 +125,8 @@ impl Turbo {
 
     /// Runs `future` with this `Turbo` as the one its broadcasts and hooks use (and its
     /// hook error policy), instead of the installed one. Tasks spawned inside are not
-    /// affected; wrap them too.
+    /// affected; wrap them too: the returned future owns what it needs, so
+    /// `tokio::spawn(turbo.scope(job))` works.
     ///
     /// ```
     /// # async fn run() -> turbo_model::Result<()> {
@@ -142,8 +143,8 @@ impl Turbo {
     /// # Ok(()) }
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run()).unwrap();
     /// ```
-    pub async fn scope<F: Future>(&self, future: F) -> F::Output {
-        self.entered().run(future).await
+    pub fn scope<F: Future>(&self, future: F) -> impl Future<Output = F::Output> + use<F> {
+        self.entered().run(future)
     }
 
     /// [`scope`](Self::scope) for synchronous code.

@@ -82,15 +82,15 @@ async fn start_job(State(app): State<App>) -> Page {
         Failure(status, error.to_string())
     })?;
     tracing::info!(job = %job.id, "job started");
-    task::spawn(app.jobs.clone(), job.id, app.step);
+    task::spawn(app.jobs.clone(), job.id, app.step, &app.turbo);
     Ok(Redirect::to(&format!("/jobs/{}/", job.id)).into_response())
 }
 
 async fn show_job(State(app): State<App>, Path(id): Path<String>) -> Page {
     let not_found = || Failure(StatusCode::NOT_FOUND, format!("no job {id}"));
     let job_id: JobId = id.parse().map_err(|_| not_found())?;
-    // Rendered under the job's lock: rendering records where the job's stream is, and
-    // no progress may be reported between reading the job and that.
+    // Rendered under the job's lock: the page subscribes from the time it is rendered,
+    // and no progress may be reported between reading the job and that.
     app.jobs
         .read(job_id, |job| {
             let job_stream = job.stream_name();

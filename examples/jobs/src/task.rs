@@ -16,7 +16,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use turbo_model::{Broadcast, Result, context, stream};
+use turbo_model::{Broadcast, Result, Turbo, context, stream};
 
 use crate::job::{JobId, Jobs};
 
@@ -27,9 +27,9 @@ pub const STEPS: u32 = 10;
 /// How long a step takes at least (the pace of the progress bar), by default.
 pub const STEP: Duration = Duration::from_millis(100);
 
-/// Runs job `id` in the background, one step every `step`.
-pub(crate) fn spawn(jobs: Jobs, id: JobId, step: Duration) {
-    tokio::spawn(run(jobs, id, step));
+/// Runs job `id` in the background, one step every `step`, broadcasting through `turbo`.
+pub(crate) fn spawn(jobs: Jobs, id: JobId, step: Duration, turbo: &Turbo) {
+    tokio::spawn(turbo.scope(run(jobs, id, step)));
 }
 
 async fn run(jobs: Jobs, id: JobId, step: Duration) {

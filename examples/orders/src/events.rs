@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! # use orders::order;
-//! # use turbo_model::context;
+//! # use turbo_model::{Turbo, context};
 //! # fn announce(order: order::Model) -> turbo_model::Result<()> {
 //! turbo_model::stream(order::stream_name(order.id))?
 //!     .replace("orders/status.html", context! { order })
@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use sea_orm::{ActiveModelTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, Set};
 use tokio::sync::{OwnedRwLockReadGuard, RwLock, mpsc};
-use turbo_model::context;
+use turbo_model::{Turbo, context};
 
 use crate::order::{self, Status};
 
@@ -112,12 +112,13 @@ impl fmt::Display for EventBusClosed {
 impl std::error::Error for EventBusClosed {}
 
 impl EventBus {
-    /// Starts the handler task on the current Tokio runtime; returns the bus that feeds it.
-    /// The task ends when every clone of the bus is dropped.
-    pub fn start(db: DatabaseConnection) -> Self {
+    /// Starts the handler task on the current Tokio runtime, broadcasting through
+    /// `turbo`; returns the bus that feeds it. The task ends when every clone of the bus
+    /// is dropped.
+    pub fn start(db: DatabaseConnection, turbo: &Turbo) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
         let changes = Arc::new(RwLock::new(()));
-        tokio::spawn(handle(db, receiver, Arc::clone(&changes)));
+        tokio::spawn(turbo.scope(handle(db, receiver, Arc::clone(&changes))));
         Self { sender, changes }
     }
 
@@ -131,7 +132,7 @@ impl EventBus {
     }
 
     /// Holds off status changes while the guard lives. A page holds it from loading an
-    /// order to rendering it, because rendering records where the order's stream is:
+    /// order to rendering it, because the page subscribes from the time it is rendered:
     /// a change applied in between would be neither on the page nor sent to it.
     pub async fn hold_changes(&self) -> OwnedRwLockReadGuard<()> {
         Arc::clone(&self.changes).read_owned().await

@@ -32,7 +32,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("database {database_url}: {e}"))?;
     let turbo = orders::turbo_builder().install()?;
-    let events = orders::events::EventBus::start(db.clone());
+    let events = orders::events::EventBus::start(db.clone(), &turbo);
     let app = orders::router(db, events, &turbo, orders::COURIER_STEP);
     let port = std::env::var("PORT").unwrap_or_else(|_| "3001".into());
     let address = format!("127.0.0.1:{port}");

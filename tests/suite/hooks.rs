@@ -88,7 +88,7 @@ fn record(hook: &str, event: &str, note: &note::Model) {
 }
 
 /// Broadcasts notes to their board; registered after `AuditNotes` but runs second
-/// because hooks run in name order (`hooks::AuditNotes` < `hooks::NoteStream`).
+/// because hooks run in name order (`suite::hooks::AuditNotes` < `suite::hooks::NoteStream`).
 struct NoteStream;
 
 impl Hook for NoteStream {
@@ -205,8 +205,8 @@ fn turbo() -> &'static Turbo {
                 "note.html",
                 r#"<p id="note-{{ note.id }}">{{ note.text }}</p>"#,
             )
-            .install()
-            .unwrap_or_else(|e| panic!("install: {e}"))
+            .build()
+            .unwrap_or_else(|e| panic!("build: {e}"))
     })
 }
 
@@ -417,7 +417,7 @@ async fn a_broken_hook_never_fails_the_write(db: &DatabaseConnection, text: &str
     assert_eq!(stored.text, text);
     let logs = String::from_utf8_lossy(&logs().0.lock().expect("logs")).into_owned();
     assert!(
-        logs.contains("hook `hooks::BrokenTemplate` on entity `hooks::fragile::Entity` failed: rendering `missing/template.html` failed:"),
+        logs.contains("hook `suite::hooks::BrokenTemplate` on entity `suite::hooks::fragile::Entity` failed: rendering `missing/template.html` failed:"),
         "{logs}"
     );
     assert!(
@@ -425,32 +425,40 @@ async fn a_broken_hook_never_fails_the_write(db: &DatabaseConnection, text: &str
         "{logs}"
     );
     assert!(
-        logs.contains("hook `hooks::Panics` on entity `hooks::fragile::Entity` failed: the hook panicked: boom in a hook"),
+        logs.contains("hook `suite::hooks::Panics` on entity `suite::hooks::fragile::Entity` failed: the hook panicked: boom in a hook"),
         "{logs}"
     );
 }
 
 #[tokio::test]
 async fn hooks_on_sqlite() {
-    let db = Database::connect("sqlite::memory:").await.expect("sqlite");
-    hooks_follow_every_activemodel_write(&db, 1000).await;
-    a_broken_hook_never_fails_the_write(&db, "sqlite row").await;
+    turbo()
+        .scope(async {
+            let db = Database::connect("sqlite::memory:").await.expect("sqlite");
+            hooks_follow_every_activemodel_write(&db, 1000).await;
+            a_broken_hook_never_fails_the_write(&db, "sqlite row").await;
+        })
+        .await;
 }
 
 #[tokio::test]
 async fn hooks_on_postgres() {
-    let pg = PgDatabase::create("hooks")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    hooks_follow_every_activemodel_write(&pg.db, 2000).await;
-    a_broken_hook_never_fails_the_write(&pg.db, "postgres row").await;
-    pg.drop_now().await.unwrap_or_else(|e| panic!("{e}"));
+    turbo()
+        .scope(async {
+            let pg = PgDatabase::create("hooks")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            hooks_follow_every_activemodel_write(&pg.db, 2000).await;
+            a_broken_hook_never_fails_the_write(&pg.db, "postgres row").await;
+            pg.drop_now().await.unwrap_or_else(|e| panic!("{e}"));
+        })
+        .await;
 }
 
 #[test]
 fn hooks_run_in_name_order_whatever_the_registration_order() {
     assert_eq!(
         turbo_model::hooks::hooks_for::<note::Entity>().collect::<Vec<_>>(),
-        ["hooks::AuditNotes", "hooks::NoteStream"]
+        ["suite::hooks::AuditNotes", "suite::hooks::NoteStream"]
     );
 }

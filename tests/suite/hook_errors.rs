@@ -1,5 +1,5 @@
 //! With `HookErrors::Propagate`, a failing hook's error reaches the caller of the write.
-//! Its own test binary: the policy belongs to the process's installed `Turbo`.
+//! The policy is the current `Turbo`'s: this test runs inside a scope of its own.
 
 use sea_orm::{ActiveModelTrait, ConnectionTrait, Database, DbErr, EntityTrait, Schema, Set};
 use turbo_model::{Hook, HookErrors, Saved, Turbo};
@@ -38,11 +38,15 @@ turbo_model::register!(RefusesEmptyTitles);
 
 #[tokio::test]
 async fn propagate_returns_the_hook_error_to_the_caller() {
-    Turbo::builder()
+    let turbo = Turbo::builder()
         .secret("hook error test secret, thirty-two bytes")
         .hook_errors(HookErrors::Propagate)
-        .install()
-        .expect("install");
+        .build()
+        .expect("build");
+    turbo.scope(propagated()).await;
+}
+
+async fn propagated() {
     let db = Database::connect("sqlite::memory:").await.expect("sqlite");
     let schema = Schema::new(db.get_database_backend());
     db.execute(&schema.create_table_from_entity(task::Entity))
@@ -67,7 +71,7 @@ async fn propagate_returns_the_hook_error_to_the_caller() {
     assert_eq!(
         err,
         DbErr::Custom(
-            "hook `hook_errors::RefusesEmptyTitles` on entity `hook_errors::task::Entity` failed: a task needs a title".into()
+            "hook `suite::hook_errors::RefusesEmptyTitles` on entity `suite::hook_errors::task::Entity` failed: a task needs a title".into()
         )
     );
     // Outside a transaction the row was written before the hook ran.

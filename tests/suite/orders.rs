@@ -31,13 +31,13 @@ const STEPS: [(&str, &str); 4] = [
     ("Delivered", "badge delivered"),
 ];
 
-/// This test binary's installed `Turbo`, built from the orders' templates.
+/// The orders' `Turbo` of this test binary, built from their templates.
 fn turbo() -> &'static Turbo {
     static TURBO: OnceLock<Turbo> = OnceLock::new();
     TURBO.get_or_init(|| {
         orders::turbo_builder()
             .secret("orders example test secret, 32+ bytes")
-            .install()
+            .build()
             .unwrap_or_else(|e| panic!("the orders' templates must load: {e}"))
     })
 }
@@ -64,7 +64,7 @@ impl Shop {
         ))
         .await
         .unwrap_or_else(|e| panic!("set the id range: {e}"));
-        let events = EventBus::start(db.clone());
+        let events = EventBus::start(db.clone(), turbo());
         let app = orders::router(db, events.clone(), turbo(), courier_step);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

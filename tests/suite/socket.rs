@@ -310,14 +310,14 @@ async fn a_named_stream_carries_broadcasts_from_code_outside_the_orm() {
             Some(turbo_model::Content::text("shipped & paid")),
         )
         .target("order-status")
-        .send()
+        .send_with(turbo())
         .expect("sent");
     turbo_model::stream(name.as_str())
         .expect("a valid stream name")
         .refresh()
         .morph()
         .preserve_scroll()
-        .send()
+        .send_with(turbo())
         .expect("sent");
 
     assert_eq!(

@@ -54,8 +54,8 @@ fn turbo() -> &'static Turbo {
         Turbo::builder()
             .secret("transactions test secret, 32 bytes or more")
             .template("item.html", "<li>{{ item.name }}</li>")
-            .install()
-            .unwrap_or_else(|e| panic!("install: {e}"))
+            .build()
+            .unwrap_or_else(|e| panic!("build: {e}"))
     })
 }
 
@@ -228,7 +228,7 @@ async fn the_whole_contract(db: Db, label: &str) {
     watcher.subscribe(&panic_stream, None);
     let panicking_db = db.clone();
     let panicking_list = list("panic");
-    let task = tokio::spawn(async move {
+    let task = tokio::spawn(turbo().scope(async move {
         let _ = panicking_db
             .transaction::<_, (), DbErr>(|txn| {
                 Box::pin(async move {
@@ -237,7 +237,7 @@ async fn the_whole_contract(db: Db, label: &str) {
                 })
             })
             .await;
-    });
+    }));
     assert!(task.await.expect_err("the task panicked").is_panic());
     // A broadcast of the same stream made afterwards arrives first: nothing came before.
     turbo_model::stream(panic_stream.as_str())
@@ -290,36 +290,48 @@ async fn the_whole_contract(db: Db, label: &str) {
 
 #[tokio::test]
 async fn after_commit_on_sqlite() {
-    let conn = Database::connect("sqlite::memory:").await.expect("sqlite");
-    the_whole_contract(Db::new(conn), "sqlite").await;
+    turbo()
+        .scope(async {
+            let conn = Database::connect("sqlite::memory:").await.expect("sqlite");
+            the_whole_contract(Db::new(conn), "sqlite").await;
+        })
+        .await;
 }
 
 #[tokio::test]
 async fn after_commit_on_postgres() {
-    let pg = PgDatabase::create("txn")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    the_whole_contract(Db::new(pg.db.clone()), "postgres").await;
-    pg.drop_now().await.unwrap_or_else(|e| panic!("{e}"));
+    turbo()
+        .scope(async {
+            let pg = PgDatabase::create("txn")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            the_whole_contract(Db::new(pg.db.clone()), "postgres").await;
+            pg.drop_now().await.unwrap_or_else(|e| panic!("{e}"));
+        })
+        .await;
 }
 
 #[tokio::test]
 async fn a_plain_seaorm_transaction_still_broadcasts_but_before_commit() {
-    turbo();
-    let conn = Database::connect("sqlite::memory:").await.expect("sqlite");
-    let schema = Schema::new(conn.get_database_backend());
-    conn.execute(&schema.create_table_from_entity(item::Entity))
-        .await
-        .expect("create table");
-    let ((), sent) = capture(async {
-        let txn = conn.begin().await.expect("begin");
-        new_item("plain-txn", "early")
-            .insert(&txn)
-            .await
-            .expect("insert");
-        txn.rollback().await.expect("rollback");
-    })
-    .await;
-    // Documented: without turbo_model::Db the hook cannot know about the rollback.
-    assert_eq!(names_on(&sent, "plain-txn"), ["early"]);
+    turbo()
+        .scope(async {
+            turbo();
+            let conn = Database::connect("sqlite::memory:").await.expect("sqlite");
+            let schema = Schema::new(conn.get_database_backend());
+            conn.execute(&schema.create_table_from_entity(item::Entity))
+                .await
+                .expect("create table");
+            let ((), sent) = capture(async {
+                let txn = conn.begin().await.expect("begin");
+                new_item("plain-txn", "early")
+                    .insert(&txn)
+                    .await
+                    .expect("insert");
+                txn.rollback().await.expect("rollback");
+            })
+            .await;
+            // Documented: without turbo_model::Db the hook cannot know about the rollback.
+            assert_eq!(names_on(&sent, "plain-txn"), ["early"]);
+        })
+        .await;
 }

@@ -23,13 +23,13 @@ const SUBSCRIBED: &str = "turbo-model-stream-source[connected]";
 /// What every job finds.
 const RESULT: &str = "Done: counted 78,498 primes below 1,000,000";
 
-/// This test binary's installed `Turbo`, built from the jobs' templates.
+/// The jobs' `Turbo` of this test binary, built from their templates.
 fn turbo() -> &'static Turbo {
     static TURBO: OnceLock<Turbo> = OnceLock::new();
     TURBO.get_or_init(|| {
         jobs::turbo_builder()
             .secret("jobs example test secret, 32+ bytes!!")
-            .install()
+            .build()
             .unwrap_or_else(|e| panic!("the jobs' templates must load: {e}"))
     })
 }

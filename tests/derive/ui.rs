@@ -3,7 +3,7 @@
 //! does not.
 //!
 //! Regenerate the expected errors with `TRYBUILD=overwrite cargo test -p
-//! turbo-model-tests --test ui`, then read every changed `.stderr`.
+//! turbo-model-derive-tests --test ui`, then read every changed `.stderr`.
 
 #[test]
 fn ui() {
