@@ -639,7 +639,7 @@ impl Page {
     }
 
     /// The browser console's entries since the last call, one a line.
-    async fn console(&self) -> String {
+    pub async fn console(&self) -> String {
         let read = timeout(Duration::from_secs(5), self.client.issue_cmd(BrowserLog)).await;
         match read {
             Ok(Ok(Value::Array(entries))) if entries.is_empty() => "(empty)".to_owned(),

@@ -86,7 +86,7 @@ pub async fn go_offline(page: &Page) -> Result<(), BrowserError> {
          const Real = window.WebSocket;
          window.WebSocket = class extends Real {
              constructor(url, protocols) {
-                 super(window.__offline ? 'ws://127.0.0.1:9/' : url, protocols);
+                 super(window.__offline ? url.replace('/turbo-model/ws', '/turbo-model/offline') : url, protocols);
              }
          };
          document.querySelector('turbo-model-stream-source').connection.socket.close(4001, 'cut');",

@@ -20,17 +20,31 @@ impl Standalone {
     ///
     /// If the build or the listener fails.
     pub async fn start(builder: Builder) -> Self {
+        Self::start_with(builder, |_| axum::Router::new()).await
+    }
+
+    /// As [`start`](Self::start), with the application's own routes beside the
+    /// `Turbo`'s, all under [`request_scope`](turbo_model::response::request_scope).
+    ///
+    /// # Panics
+    ///
+    /// If the build or the listener fails.
+    pub async fn start_with(builder: Builder, app: impl FnOnce(&Turbo) -> axum::Router) -> Self {
         let turbo = builder
             .secret("standalone test secret, at least 32 bytes")
             .build()
             .unwrap_or_else(|e| panic!("build Turbo: {e}"));
+        let app = app(&turbo).layer(axum::middleware::from_fn_with_state(
+            turbo.clone(),
+            turbo_model::response::request_scope,
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("bind: {e}"));
         let address = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("address: {e}"));
-        let app: axum::Router = turbo.router();
+        let app: axum::Router = app.merge(turbo.router());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -39,6 +53,11 @@ impl Standalone {
             address,
             server,
         }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.address)
     }
 
     /// The WebSocket endpoint.

@@ -184,11 +184,7 @@ impl Client {
                 .await
                 .unwrap_or_else(|_| panic!("no frame within {wait:?}"));
             match frame {
-                Some(Ok(Message::Text(text))) => {
-                    let value = serde_json::from_str(text.as_str())
-                        .unwrap_or_else(|e| panic!("frame is JSON ({e}): {text}"));
-                    return Received::Json(value);
-                }
+                Some(Ok(Message::Text(text))) => return Received::Json(frame_value(&text)),
                 Some(Ok(Message::Close(frame))) => {
                     return Received::Closed(
                         frame.map(|f| (u16::from(f.code), f.reason.as_str().to_owned())),
@@ -215,4 +211,27 @@ impl Client {
             panic!("expected no frame, got {frame:?}");
         }
     }
+}
+
+/// A frame as one JSON value: its header, and for a broadcast the element that follows
+/// the header's newline as `html` (`""` for a skip), the shape the tests compare.
+///
+/// # Panics
+///
+/// If the header is not JSON.
+pub fn frame_value(text: &str) -> Value {
+    let (header, html) = match text.split_once('\n') {
+        Some((header, html)) => (header, Some(html)),
+        None => (text, None),
+    };
+    let mut value: Value = serde_json::from_str(header)
+        .unwrap_or_else(|e| panic!("frame header is JSON ({e}): {text}"));
+    let broadcast = matches!(value["type"].as_str(), Some("message" | "skip"));
+    if let (true, Some(object)) = (broadcast, value.as_object_mut()) {
+        object.insert(
+            "html".to_owned(),
+            Value::String(html.unwrap_or_default().to_owned()),
+        );
+    }
+    value
 }

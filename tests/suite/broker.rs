@@ -199,3 +199,71 @@ async fn one_redis_backend_serves_one_turbo_and_stops_with_it() {
         "backend could not publish (stream `room:9`): the Redis backend has stopped"
     );
 }
+
+/// A server whose `POST /say/{n}` appends `<p>n</p>` to `room:7` for everyone but the
+/// page that made the request (`to_others`), as a form handler does.
+async fn server_with_a_form(redis: &TestRedis) -> Standalone {
+    Standalone::start_with(
+        Turbo::builder().backend(Redis::with_prefix(&redis.url(), "to-others").expect("url")),
+        |_| {
+            axum::Router::new().route(
+                "/say/{n}",
+                axum::routing::post(
+                    |axum::extract::Path(n): axum::extract::Path<u64>| async move {
+                        turbo_model::stream("room:7")
+                            .and_then(|room| {
+                                room.broadcast(turbo_model_tests::standalone::action_of(&html(n)))
+                                    .to_others()
+                                    .send()
+                            })
+                            .map_err(|e| e.to_string())
+                    },
+                ),
+            )
+        },
+    )
+    .await
+}
+
+async fn say(server: &Standalone, n: u64, connection: &str) {
+    let status = reqwest::Client::new()
+        .post(format!("{}/say/{n}", server.base_url()))
+        .header("x-turbo-model-connection", connection)
+        .send()
+        .await
+        .expect("POST /say")
+        .status();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn to_others_skips_only_the_sender_whichever_process_serves_its_request() {
+    let redis = TestRedis::start();
+    let a = server_with_a_form(&redis).await;
+    let b = server_with_a_form(&redis).await;
+    let token = a.token("room:7");
+    // The first connection of each process: the same number in both.
+    let (mut on_a, hello_a) = Client::connect_with_hello(&a.ws_url()).await;
+    let (mut on_b, hello_b) = Client::connect_with_hello(&b.ws_url()).await;
+    on_a.subscribe(&token).await;
+    on_b.subscribe(&token).await;
+    let page_a = hello_a["connection"].as_str().expect("a token").to_owned();
+    let page_b = hello_b["connection"].as_str().expect("a token").to_owned();
+
+    // B's page posts through the load balancer to A: only B's page is skipped.
+    say(&a, 1, &page_b).await;
+    assert_eq!(
+        message(&mut on_b).await,
+        json!({"type": "skip", "stream": "room:7", "seq": 1, "html": ""})
+    );
+    assert_eq!(
+        message(&mut on_a).await["html"],
+        html(1),
+        "an unrelated page sees it"
+    );
+
+    // And A's page posting to B.
+    say(&b, 2, &page_a).await;
+    assert_eq!(message(&mut on_a).await["type"], "skip");
+    assert_eq!(message(&mut on_b).await["html"], html(2));
+}

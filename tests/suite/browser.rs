@@ -92,6 +92,14 @@ async fn two_users_chat() -> Result<(), BrowserError> {
     assert_eq!(b.texts_of(MESSAGE_TEXTS).await?, [markup]);
     assert_eq!(a.texts_of(MESSAGE_TEXTS).await?, [markup]);
     assert_eq!(marker(&b).await?, json!(1), "B was not reloaded");
+    // The pages keep to the chat's Content-Security-Policy: nothing was blocked.
+    for page in [&a, &b] {
+        let console = page.console().await;
+        assert!(
+            !console.contains("Content Security Policy"),
+            "a CSP violation:\n{console}"
+        );
+    }
 
     b.screenshot(screenshot_path("chat-b.png")).await?;
     a.close().await?;

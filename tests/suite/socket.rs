@@ -469,3 +469,74 @@ async fn the_client_script_is_named_by_its_content_and_cached_for_good() {
         .expect("GET the unversioned path");
     assert_eq!(old.status(), 404, "only the versioned name is served");
 }
+
+#[tokio::test]
+async fn a_text_message_that_is_not_utf8_closes_with_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let server = ChatServer::start().await;
+    let mut client = Client::connect(&server.ws_url()).await;
+    let invalid = Frame::message(vec![0xff, 0xfe, b'{'], OpCode::Data(Data::Text), true);
+    client.send(Message::Frame(invalid)).await;
+    match client.next().await {
+        Received::Closed(Some((code, reason))) => {
+            assert_eq!(
+                (code, reason.as_str()),
+                (1007, "text messages must be UTF-8")
+            );
+        }
+        other => panic!("expected close 1007, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_does_not_echo_a_token_longer_than_any_the_server_signs() {
+    let server = ChatServer::start().await;
+    let mut client = Client::connect(&server.ws_url()).await;
+    let long = "a".repeat(60 * 1024);
+    client
+        .send_text(json!({"type": "subscribe", "stream": long}).to_string())
+        .await;
+    let reply = client.json().await;
+    assert_eq!(
+        reply,
+        json!({
+            "type": "error",
+            "code": "invalid_token",
+            "message": "stream token refused: the token is 61440 bytes long; at most 512 are accepted"
+        })
+    );
+    let short = "not-a-token";
+    client
+        .send_text(json!({"type": "subscribe", "stream": short}).to_string())
+        .await;
+    assert_eq!(client.json().await["token"], short, "a short one is echoed");
+}
+
+#[tokio::test]
+async fn the_chat_tells_browsers_not_to_sniff_and_what_may_run() {
+    let server = ChatServer::start().await;
+    let room = server.create_room("Headers").await;
+    for path in ["/".to_owned(), format!("/rooms/{room}/")] {
+        let response = server
+            .http()
+            .get(format!("{}{path}", server.base_url))
+            .send()
+            .await
+            .expect("GET");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(
+            header("content-security-policy"),
+            chat::CONTENT_SECURITY_POLICY,
+            "{path}"
+        );
+    }
+}

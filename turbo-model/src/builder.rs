@@ -12,12 +12,14 @@ use crate::error::{Error, Result};
 use crate::hub::{Feed, Hub, HubSettings};
 use crate::metrics::Metrics;
 use crate::name::StreamName;
-use crate::signing::{SECRET_ENV, Signer};
+use crate::signing::{PREVIOUS_SECRETS_ENV, SECRET_ENV, Signer};
 use crate::templates::{self, Endpoints, Templates};
 use crate::turbo::{GLOBAL, HookErrors, Settings, Turbo};
 use crate::web::{
-    self, AllowedOrigins, Authorizer, DEFAULT_HEARTBEAT, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_PATH,
-    InboundRate, Refusal, Service,
+    self, AllowedOrigins, Authorizer, ConnectionLimits, DEFAULT_HEARTBEAT,
+    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_PATH,
+    DEFAULT_WRITE_TIMEOUT, InboundRate, MAX_CONNECTIONS_ENV, MAX_CONNECTIONS_PER_ADDRESS_ENV,
+    Refusal, Service,
 };
 
 impl Turbo {
@@ -34,10 +36,14 @@ pub struct Builder {
     dirs: Vec<PathBuf>,
     sources: Vec<(String, String)>,
     secret: Option<Vec<u8>>,
+    previous_secrets: Option<Vec<Vec<u8>>>,
+    token_ttl: Option<Duration>,
     hook_errors: HookErrors,
     path: Option<String>,
     hub: HubSettings,
     max_subscriptions: Option<usize>,
+    max_connections: Option<(usize, usize)>,
+    write_timeout: Option<Duration>,
     heartbeat: Option<Duration>,
     inbound_rate: InboundRate,
     origins: AllowedOrigins,
@@ -77,6 +83,28 @@ impl Builder {
         self
     }
 
+    /// Keys used before the current one: tokens they signed are still accepted, so that
+    /// open pages survive a key change. Without it, the whitespace-separated keys in
+    /// `TURBO_MODEL_PREVIOUS_SECRETS` are used. Drop a key once no page can hold its
+    /// tokens any more; a page whose tokens are refused refreshes itself.
+    pub fn previous_secrets<S: AsRef<[u8]>>(
+        mut self,
+        secrets: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.previous_secrets = Some(secrets.into_iter().map(|s| s.as_ref().to_vec()).collect());
+        self
+    }
+
+    /// Makes stream tokens expire `ttl` after the page is rendered (rounded up to the
+    /// minute): a page kept longer gets its tokens refused on its next subscription and
+    /// refreshes itself for new ones. Subscriptions already open are not affected
+    /// (see [`Turbo::reauthorize`](crate::Turbo::reauthorize) to end them). Default: no
+    /// expiry.
+    pub fn token_ttl(mut self, ttl: Duration) -> Self {
+        self.token_ttl = Some(ttl);
+        self
+    }
+
     /// What a failing hook does to the database write; default [`HookErrors::Log`].
     pub fn hook_errors(mut self, policy: HookErrors) -> Self {
         self.hook_errors = policy;
@@ -103,6 +131,14 @@ impl Builder {
     pub fn history(mut self, frames: usize, age: Duration) -> Self {
         self.hub.history_len = frames;
         self.hub.history_age = age;
+        self
+    }
+
+    /// Bytes of history kept over all streams (each kept frame counts its element and
+    /// 48 bytes); default 64 MiB. Past it, the oldest frames are dropped first, down to
+    /// seven eighths of it, and a client that needed them gets the gap signal.
+    pub fn history_bytes(mut self, bytes: usize) -> Self {
+        self.hub.history_bytes = bytes;
         self
     }
 
@@ -184,6 +220,30 @@ impl Builder {
         self
     }
 
+    /// Stream connections (WebSocket and SSE) this process takes, in all and from one
+    /// client address; more are refused with `503` and `Retry-After`, and clients retry
+    /// later. Defaults: the process's open-file limit less 512 (turbo-model raises the
+    /// soft limit to the hard one at build), and 1000 per address; the environment
+    /// variables `TURBO_MODEL_MAX_CONNECTIONS` and
+    /// `TURBO_MODEL_MAX_CONNECTIONS_PER_ADDRESS` override them. The address is known
+    /// when the server is given it ([`Turbo::serve`](crate::Turbo::serve) does, or
+    /// `into_make_service_with_connect_info`); otherwise only the total applies.
+    pub fn max_connections(mut self, total: usize, per_address: usize) -> Self {
+        self.max_connections = Some((total, per_address));
+        self
+    }
+
+    /// How long a write to a client may make no progress, and how long closing a
+    /// connection may take, before the connection is dropped; default 10 seconds. A
+    /// client that stops reading cannot hold a connection's task, socket and buffers
+    /// longer. (Writes of Server-Sent Events are bounded when the server runs on
+    /// [`web::Listener`](crate::web::Listener), as [`Turbo::serve`](crate::Turbo::serve)
+    /// does.)
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = Some(timeout);
+        self
+    }
+
     /// Streams one connection may subscribe to; default 100.
     pub fn max_subscriptions(mut self, streams: usize) -> Self {
         self.max_subscriptions = Some(streams);
@@ -214,6 +274,21 @@ impl Builder {
                 );
                 Signer::random()
             }
+        };
+        let previous = match self.previous_secrets {
+            Some(secrets) => secrets,
+            None => std::env::var(PREVIOUS_SECRETS_ENV)
+                .map(|keys| {
+                    keys.split_whitespace()
+                        .map(|k| k.as_bytes().to_vec())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let signer = signer.with_previous(previous)?;
+        let signer = match self.token_ttl {
+            Some(ttl) => signer.with_expiry(ttl),
+            None => signer,
         };
         let path = normalize_path(self.path.as_deref().unwrap_or(DEFAULT_PATH));
         let mut sources = Vec::new();
@@ -251,9 +326,11 @@ impl Builder {
                     .max(Duration::from_millis(10)),
                 inbound_rate: self.inbound_rate,
                 origins: self.origins,
+                write_timeout: self.write_timeout.unwrap_or(DEFAULT_WRITE_TIMEOUT),
             },
             self.authorizer,
             Arc::clone(&metrics),
+            connection_limits(self.max_connections),
         );
         let settings = Settings {
             hook_errors: self.hook_errors,
@@ -293,6 +370,38 @@ fn default_backend() -> Result<Arc<dyn Backend>> {
         );
     }
     Ok(Arc::new(InProcess::default()))
+}
+
+/// Open files kept for everything but stream connections: the database pool, the
+/// listener, files, the broker.
+const RESERVED_FILES: u64 = 512;
+
+/// The connection limits: given, else from the environment, else from the open-file
+/// limit (raised to the hard limit first).
+fn connection_limits(given: Option<(usize, usize)>) -> ConnectionLimits {
+    let from_env = |name: &str| {
+        let value = std::env::var(name).ok()?;
+        match value.parse::<usize>() {
+            Ok(n) => Some(n),
+            Err(error) => {
+                tracing::warn!(%name, %value, %error, "not a number of connections; ignored");
+                None
+            }
+        }
+    };
+    let files = web::open_file_limit();
+    let (total, per_address) = given.unwrap_or_else(|| {
+        let total = from_env(MAX_CONNECTIONS_ENV).unwrap_or_else(|| {
+            files.map_or(10_000, |files| {
+                usize::try_from(files.saturating_sub(RESERVED_FILES).max(1)).unwrap_or(usize::MAX)
+            })
+        });
+        let per_address = from_env(MAX_CONNECTIONS_PER_ADDRESS_ENV)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS);
+        (total, per_address)
+    });
+    tracing::debug!(total, per_address, open_files = ?files, "stream connection limits");
+    ConnectionLimits::new(total, per_address)
 }
 
 /// `/turbo-model/` and `turbo-model` both become `/turbo-model`; `/` becomes ``.

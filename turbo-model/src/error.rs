@@ -182,6 +182,9 @@ pub enum TokenError {
     /// another secret.
     #[error("the token's signature does not match its stream name")]
     BadSignature,
+    /// The token's expiry has passed: the page must be rendered again.
+    #[error("the token has expired")]
+    Expired,
 }
 
 /// `text` with control characters escaped (`\n`, `\u{1b}`, …): messages that quote

@@ -149,18 +149,49 @@ impl TryFrom<String> for StreamName {
     }
 }
 
-/// Identifies one client connection for the life of the process.
+/// Identifies one client connection, unique across processes and restarts: the
+/// process's random identity and a number counted in that process.
+///
+/// A page names its connection in its requests; the process that handles a request may
+/// be another one (behind a load balancer, with a broker), so a number alone would name
+/// some unrelated page there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(u64);
+pub struct ConnectionId {
+    process: u64,
+    number: u64,
+}
 
 impl ConnectionId {
-    /// The number, for logs.
-    pub fn get(self) -> u64 {
-        self.0
+    pub(crate) fn new(process: u64, number: u64) -> Self {
+        Self { process, number }
     }
 
-    pub(crate) fn new(id: u64) -> Self {
-        Self(id)
+    /// The number within its process, for logs.
+    pub fn get(self) -> u64 {
+        self.number
+    }
+
+    /// The identity of the process that holds the connection.
+    pub fn process(self) -> u64 {
+        self.process
+    }
+
+    /// Parses the form [`Display`](fmt::Display) writes: `process_hex.number`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (process, number) = text.split_once('.')?;
+        if process.len() != 16 {
+            return None;
+        }
+        Some(Self {
+            process: u64::from_str_radix(process, 16).ok()?,
+            number: number.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}.{}", self.process, self.number)
     }
 }
 
@@ -197,6 +228,21 @@ mod tests {
         assert_eq!(a, "t:a%2Cb,c");
         assert_eq!(b, "t:a,b%2Cc");
         assert_eq!(row("t", &[&"100%"]), "t:100%25");
+    }
+
+    #[test]
+    fn connection_ids_print_and_parse_with_their_process() {
+        let id = ConnectionId::new(0xabc, 6);
+        assert_eq!(id.to_string(), "0000000000000abc.6");
+        assert_eq!(ConnectionId::parse("0000000000000abc.6"), Some(id));
+        assert_ne!(
+            id,
+            ConnectionId::new(0xabd, 6),
+            "same number, other process"
+        );
+        for bad in ["6", "abc.6", "0000000000000abc.x", "0000000000000abc", ""] {
+            assert_eq!(ConnectionId::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -2,9 +2,20 @@
 //!
 //! A token is `base64url(name) "." base64url(HMAC-SHA256(secret, domain ‖ name))`. The
 //! name is readable (it is not a secret), but it cannot be changed or invented without
-//! the key. The key comes from `TURBO_MODEL_SECRET` (at least 32 bytes), from code
+//! the key. With an expiry ([`Builder::token_ttl`](crate::Builder::token_ttl)), it is
+//! `base64url(name) "." expiry "." signature`, the expiry (Unix seconds) signed too.
+//!
+//! # Rotating the key
+//!
+//! A new key signs; previous keys still verify
+//! ([`Builder::previous_secrets`](crate::Builder::previous_secrets),
+//! `TURBO_MODEL_PREVIOUS_SECRETS`), so pages rendered before the change keep working.
+//! A page whose tokens are refused anyway (a key dropped, a restart without a fixed key,
+//! an expired token) refreshes itself, with backoff, and gets new ones. The key comes from `TURBO_MODEL_SECRET` (at least 32 bytes), from code
 //! ([`Builder::secret`](crate::Builder::secret)), or in development from a random key made
 //! at start-up (tokens then stop working when the process restarts, which is logged).
+
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,7 +24,7 @@ use sha2::Sha256;
 
 pub use crate::error::TokenError;
 use crate::error::{Error, Result};
-use crate::name::StreamName;
+use crate::name::{ConnectionId, StreamName};
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
@@ -27,16 +38,26 @@ const CONNECTION_DOMAIN: &[u8] = b"turbo-model/connection/v1\0";
 /// The environment variable holding the key that signs stream names.
 pub const SECRET_ENV: &str = "TURBO_MODEL_SECRET";
 
+/// The environment variable holding previous keys, separated by whitespace: tokens they
+/// signed are still accepted.
+pub const PREVIOUS_SECRETS_ENV: &str = "TURBO_MODEL_PREVIOUS_SECRETS";
+
+/// The domain of tokens that carry an expiry.
+const EXPIRING_DOMAIN: &[u8] = b"turbo-model/stream-name/expiring/v1\0";
+
 /// The longest token accepted; a valid one for the longest stream name is shorter.
 pub const MAX_TOKEN_LEN: usize = 512;
 
 /// The shortest secret accepted, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
 
-/// Signs and verifies stream names with one secret key.
+/// Signs stream names with one secret key, and verifies them with it and with the
+/// previous keys it was given.
 #[derive(Clone)]
 pub struct Signer {
     mac: HmacSha256,
+    previous: Vec<HmacSha256>,
+    ttl: Option<Duration>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -59,7 +80,38 @@ impl Signer {
         }
         let mac = HmacSha256::new_from_slice(secret)
             .map_err(|_| Error::InvalidSecret("the secret cannot key HMAC-SHA256"))?;
-        Ok(Self { mac })
+        Ok(Self {
+            mac,
+            previous: Vec::new(),
+            ttl: None,
+        })
+    }
+
+    /// Also accepts tokens signed with these keys (the ones used before this one).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSecret`] when one is shorter than [`MIN_SECRET_LEN`] bytes.
+    pub fn with_previous<S: AsRef<[u8]>>(
+        mut self,
+        secrets: impl IntoIterator<Item = S>,
+    ) -> Result<Self> {
+        for secret in secrets {
+            self.previous.push(Self::new(secret.as_ref())?.mac);
+        }
+        Ok(self)
+    }
+
+    /// Signs tokens that expire `ttl` after they are made (rounded up to the minute, so
+    /// that a page's tokens stay the same for a while); verification refuses them after.
+    pub fn with_expiry(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The keys that verify, the signing one first.
+    fn keys(&self) -> impl Iterator<Item = &HmacSha256> {
+        std::iter::once(&self.mac).chain(&self.previous)
     }
 
     /// A signer with a fresh random key: fine for development and tests; tokens die with
@@ -75,42 +127,56 @@ impl Signer {
         Self {
             mac: <HmacSha256 as KeyInit>::new_from_slice(&key)
                 .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
+            previous: Vec::new(),
+            ttl: None,
         }
     }
 
-    fn mac_of(&self, name: &str) -> HmacSha256 {
-        self.mac_in(DOMAIN, name)
-    }
-
     fn mac_in(&self, domain: &[u8], text: &str) -> HmacSha256 {
-        let mut mac = self.mac.clone();
-        mac.update(domain);
-        mac.update(text.as_bytes());
-        mac
+        keyed(&self.mac, domain, text)
     }
 
-    /// The token a page uses to name its stream connection: `id.signature`. Only the
-    /// server that issued it can make one, so a request cannot name another page's
-    /// connection.
-    pub(crate) fn sign_connection(&self, id: u64) -> String {
+    /// Whether `tag` is the MAC of `text` in `domain` under any of the keys.
+    fn verifies(&self, domain: &[u8], text: &str, tag: &[u8]) -> bool {
+        self.keys()
+            .any(|key| keyed(key, domain, text).verify_slice(tag).is_ok())
+    }
+
+    /// The token a page uses to name its stream connection: `process.number.signature`.
+    /// Only a server with the key can make one, so a request cannot name another page's
+    /// connection; the process in it keeps connections of different processes apart.
+    pub(crate) fn sign_connection(&self, id: ConnectionId) -> String {
         let id = id.to_string();
         let tag = self.mac_in(CONNECTION_DOMAIN, &id).finalize().into_bytes();
         format!("{id}.{}", URL_SAFE_NO_PAD.encode(tag))
     }
 
-    /// The connection id inside a token made by [`sign_connection`](Self::sign_connection).
-    pub(crate) fn verify_connection(&self, token: &str) -> Option<u64> {
-        let (id, tag) = token.split_once('.')?;
+    /// The connection inside a token made by [`sign_connection`](Self::sign_connection).
+    pub(crate) fn verify_connection(&self, token: &str) -> Option<ConnectionId> {
+        let (id, tag) = token.rsplit_once('.')?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        self.mac_in(CONNECTION_DOMAIN, id).verify_slice(&tag).ok()?;
-        id.parse().ok()
+        if !self.verifies(CONNECTION_DOMAIN, id, &tag) {
+            return None;
+        }
+        ConnectionId::parse(id)
     }
 
-    /// The token for `name`. The same name always gives the same token.
+    /// The token for `name`. Without an expiry the same name always gives the same
+    /// token; with one, the same token for a minute at least.
     pub fn sign(&self, name: &StreamName) -> String {
-        let tag = self.mac_of(name.as_str()).finalize().into_bytes();
         let mut token = URL_SAFE_NO_PAD.encode(name.as_str());
         token.push('.');
+        let tag = match self.ttl {
+            None => self.mac_in(DOMAIN, name.as_str()).finalize().into_bytes(),
+            Some(ttl) => {
+                let expires = (unix_seconds() + ttl.as_secs()).div_ceil(60) * 60;
+                token.push_str(&expires.to_string());
+                token.push('.');
+                self.mac_in(EXPIRING_DOMAIN, &expiring(name.as_str(), expires))
+                    .finalize()
+                    .into_bytes()
+            }
+        };
         URL_SAFE_NO_PAD.encode_string(tag, &mut token);
         token
     }
@@ -132,9 +198,18 @@ impl Signer {
                 max: MAX_TOKEN_LEN,
             });
         }
-        let (name_part, tag_part) = token
+        let (name_part, rest) = token
             .split_once('.')
             .ok_or(TokenError::Malformed("expected `name.signature`"))?;
+        let (expires, tag_part) = match rest.split_once('.') {
+            None => (None, rest),
+            Some((expires, tag)) => {
+                let expires: u64 = expires
+                    .parse()
+                    .map_err(|_| TokenError::Malformed("the expiry is not a number"))?;
+                (Some(expires), tag)
+            }
+        };
         let name_bytes = URL_SAFE_NO_PAD
             .decode(name_part)
             .map_err(|_| TokenError::Malformed("the name is not base64url"))?;
@@ -143,11 +218,36 @@ impl Signer {
             .map_err(|_| TokenError::Malformed("the signature is not base64url"))?;
         let name = String::from_utf8(name_bytes)
             .map_err(|_| TokenError::Malformed("the name is not UTF-8"))?;
-        self.mac_of(&name)
-            .verify_slice(&tag)
-            .map_err(|_| TokenError::BadSignature)?;
+        let signed = match expires {
+            None => self.verifies(DOMAIN, &name, &tag),
+            Some(expires) => self.verifies(EXPIRING_DOMAIN, &expiring(&name, expires), &tag),
+        };
+        if !signed {
+            return Err(TokenError::BadSignature);
+        }
+        if expires.is_some_and(|expires| expires <= unix_seconds()) {
+            return Err(TokenError::Expired);
+        }
         StreamName::new(name).map_err(|_| TokenError::Malformed("the stream name is invalid"))
     }
+}
+
+fn keyed(key: &HmacSha256, domain: &[u8], text: &str) -> HmacSha256 {
+    let mut mac = key.clone();
+    mac.update(domain);
+    mac.update(text.as_bytes());
+    mac
+}
+
+/// What an expiring token signs: the name, a NUL (never in a name), the expiry.
+fn expiring(name: &str, expires: u64) -> String {
+    format!("{name}\0{expires}")
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -236,15 +336,78 @@ mod tests {
     #[test]
     fn connection_tokens_round_trip_and_are_not_stream_tokens() {
         let s = signer();
-        let token = s.sign_connection(17);
-        assert!(token.starts_with("17."), "{token}");
-        assert_eq!(s.verify_connection(&token), Some(17));
-        let (_, tag) = token.split_once('.').expect("dot");
-        assert_eq!(s.verify_connection(&format!("18.{tag}")), None);
-        assert_eq!(s.verify_connection("17"), None);
+        let id = ConnectionId::new(0xabc, 17);
+        let token = s.sign_connection(id);
+        assert!(token.starts_with("0000000000000abc.17."), "{token}");
+        assert_eq!(s.verify_connection(&token), Some(id));
+        let (_, tag) = token.rsplit_once('.').expect("dot");
+        assert_eq!(
+            s.verify_connection(&format!("0000000000000abc.18.{tag}")),
+            None,
+            "another number"
+        );
+        assert_eq!(
+            s.verify_connection(&format!("0000000000000abd.17.{tag}")),
+            None,
+            "another process"
+        );
+        assert_eq!(s.verify_connection("0000000000000abc.17"), None);
         assert!(s.verify(&token).is_err(), "not a stream token");
-        let stream_token = s.sign(&name("17"));
+        let stream_token = s.sign(&name("0000000000000abc.17"));
         assert_eq!(s.verify_connection(&stream_token), None);
+    }
+
+    #[test]
+    fn previous_keys_still_verify_and_the_new_one_signs() {
+        let old = Signer::new(b"the old secret, thirty-two bytes long").expect("valid");
+        let token = old.sign(&name("room:1"));
+        let rotated = signer()
+            .with_previous([b"the old secret, thirty-two bytes long"])
+            .expect("valid");
+        assert_eq!(rotated.verify(&token), Ok(name("room:1")));
+        assert_eq!(
+            rotated.sign(&name("room:1")),
+            signer().sign(&name("room:1"))
+        );
+        assert_eq!(signer().verify(&token), Err(TokenError::BadSignature));
+        let connection = ConnectionId::new(1, 2);
+        assert_eq!(
+            rotated.verify_connection(&old.sign_connection(connection)),
+            Some(connection)
+        );
+        assert!(signer().with_previous([b"short"]).is_err());
+    }
+
+    #[test]
+    fn expiring_tokens_carry_a_signed_expiry() {
+        let s = signer().with_expiry(Duration::from_secs(3600));
+        let token = s.sign(&name("room:1"));
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3, "{token}");
+        let expires: u64 = parts[1].parse().expect("a number");
+        assert!(
+            expires >= unix_seconds() + 3600 && expires.is_multiple_of(60),
+            "{expires}"
+        );
+        assert_eq!(s.verify(&token), Ok(name("room:1")));
+        assert_eq!(
+            signer().verify(&token),
+            Ok(name("room:1")),
+            "any verifier checks it"
+        );
+        let later = format!("{}.{}.{}", parts[0], expires + 60, parts[2]);
+        assert_eq!(
+            s.verify(&later),
+            Err(TokenError::BadSignature),
+            "the expiry is signed"
+        );
+        let past = expires - 7200;
+        let tag = s
+            .mac_in(EXPIRING_DOMAIN, &expiring("room:1", past))
+            .finalize()
+            .into_bytes();
+        let expired = format!("{}.{past}.{}", parts[0], URL_SAFE_NO_PAD.encode(tag));
+        assert_eq!(s.verify(&expired), Err(TokenError::Expired));
     }
 
     #[test]

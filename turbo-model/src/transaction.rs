@@ -40,7 +40,7 @@ use sea_orm::{
     TransactionSession, TransactionTrait,
 };
 
-use crate::scope::{self, Held};
+use crate::scope::{self, Held, Scope};
 
 /// A `DatabaseConnection` whose transactions hold broadcasts until COMMIT.
 ///
@@ -101,14 +101,30 @@ impl Transaction {
     /// Commits; then publishes the held broadcasts (or hands them to the enclosing
     /// transaction, for a nested one).
     ///
+    /// The COMMIT and the release of the broadcasts happen together in a task of their
+    /// own (on the current tokio runtime): a caller that stops waiting (a request
+    /// cancelled, a timeout) cannot tear them apart, and a committed row is never left
+    /// without its broadcasts.
+    ///
     /// # Errors
     ///
     /// The database's error; the broadcasts are then dropped.
     pub async fn commit(self) -> Result<(), DbErr> {
         let Self { inner, held } = self;
-        inner.commit().await?;
-        held.committed();
-        Ok(())
+        let commit = async move {
+            inner.commit().await?;
+            held.committed();
+            Ok(())
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return commit.await;
+        };
+        // The task carries the caller's scope: a capture records what the release sends.
+        match runtime.spawn(Scope::current().run(commit)).await {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => Err(DbErr::Custom(format!("the commit task stopped: {error}"))),
+        }
     }
 
     /// Rolls back and drops the held broadcasts.

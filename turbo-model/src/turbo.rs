@@ -1,7 +1,7 @@
 //! [`Turbo`]: the templates, signing key, hub, backend and settings of one application.
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -351,7 +351,12 @@ impl Turbo {
     /// open stream connections flush what they have queued and are told to reconnect (to
     /// this process when it is back, or to another), within `grace` (see
     /// [`shutdown`](Self::shutdown)); then the HTTP server waits for the requests in
-    /// flight.
+    /// flight. It returns at most `grace` plus the write timeout plus a second after the
+    /// signal, whatever the clients do.
+    ///
+    /// Connections are accepted through [`web::Listener`](crate::web::Listener), so a
+    /// client that stops reading is dropped after the write timeout, and handlers can
+    /// extract the client's address as `ConnectInfo<web::PeerAddr>`.
     ///
     /// ```no_run
     /// # async fn run(app: axum::Router, turbo: turbo_model::Turbo) -> std::io::Result<()> {
@@ -370,12 +375,32 @@ impl Turbo {
         grace: Duration,
     ) -> std::io::Result<()> {
         let turbo = self.clone();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                crate::web::stop_requested().await;
-                tracing::info!("stopping: closing live connections");
-                turbo.shutdown(grace).await;
-            })
-            .await
+        let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+        let listener =
+            crate::web::Listener::new(listener, self.inner.service.settings().write_timeout);
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<crate::web::PeerAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            crate::web::stop_requested().await;
+            stopping.send_replace(true);
+            tracing::info!("stopping: closing live connections");
+            turbo.shutdown(grace).await;
+        });
+        // The server waits for every connection to end; a client that never lets one end
+        // must not keep the process alive: past the grace period and the write timeout,
+        // what is left is dropped.
+        let bound = grace + self.inner.service.settings().write_timeout + Duration::from_secs(1);
+        tokio::select! {
+            served = server.into_future() => served,
+            () = async {
+                let _ = stopped.wait_for(|stopping| *stopping).await;
+                tokio::time::sleep(bound).await;
+            } => {
+                tracing::warn!(?bound, "connections still open after the shutdown bound; dropping them");
+                Ok(())
+            }
+        }
     }
 }

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use sea_orm::{ConnectOptions, DatabaseConnection, DbErr};
 use sea_orm_migration::MigratorTrait;
 
-pub use routes::router;
+pub use routes::{CONTENT_SECURITY_POLICY, router};
 
 /// The default database: a SQLite file next to this crate's manifest, created on first run.
 pub fn default_database_url() -> String {

@@ -96,7 +96,7 @@ pub trait Backend: Send + Sync + 'static {
 mod redis;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis::Redis;
+pub use redis::{DEFAULT_PUBLISH_DEADLINE, DEFAULT_QUEUE_BYTES, Redis};
 
 /// Delivers to this process's subscribers only. The default; needs nothing running.
 #[derive(Debug, Default)]

@@ -1,7 +1,9 @@
 //! The Redis backend; see [`Redis`].
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
@@ -22,31 +24,31 @@ use crate::name::{ConnectionId, StreamName};
 ///
 /// KEYS: the stream's meta hash (epoch, seq, created) and its log. ARGV: a fresh epoch,
 /// the element, the excepted connection, the log length, the TTL, the channel, the
-/// stream name, this process, the time.
+/// stream name, the time.
 const PUBLISH: &str = r"
 if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'created', ARGV[9])
+  redis.call('HSET', KEYS[1], 'created', ARGV[8])
 end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'q', seq, 't', ARGV[9], 'h', ARGV[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'q', seq, 't', ARGV[8], 'h', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('PUBLISH', ARGV[6], cjson.encode({s = ARGV[7], e = epoch, q = seq, t = ARGV[9], h = ARGV[2], x = ARGV[3], p = ARGV[8]}))
+redis.call('PUBLISH', ARGV[6], cjson.encode({s = ARGV[7], e = epoch, q = seq, t = ARGV[8], h = ARGV[2], x = ARGV[3]}))
 return {epoch, tostring(seq)}
 ";
 
 /// A stream's position, creating its record if it has none, and its log: for every
 /// kept entry, oldest first, its sequence number, its time, and its element when it is
 /// after the client's start (`ARGV[4]` is `p` with a sequence number or `t` with a
-/// time), else an empty string: `{epoch, seq, created, q1, t1, h1, ...}`.
+/// time), else an empty string: `{epoch, seq, created, lost, q1, t1, h1, ...}`.
 const POSITION: &str = r"
 if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
   redis.call('HSET', KEYS[1], 'created', ARGV[3])
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
-local meta = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'created')
-local out = {meta[1], meta[2] or '0', meta[3] or '0'}
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'created', 'lost')
+local out = {meta[1], meta[2] or '0', meta[3] or '0', meta[4] or '0'}
 if ARGV[4] ~= '' then
   local by_time = ARGV[4] == 't'
   local from = tonumber(ARGV[5])
@@ -69,8 +71,34 @@ end
 return out
 ";
 
-/// Broadcasts waiting to be published from this process, at most.
-const QUEUE: usize = 10_000;
+/// Moves a stream that lost a broadcast to a new epoch, and tells every process: its
+/// subscribers reconnect and get the gap signal, and a page rendered before the loss
+/// does too (`lost`). KEYS: meta, log. ARGV: the new epoch, the time, the TTL, the
+/// channel, the stream name.
+const NEW_EPOCH: &str = r"
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', 0, 'created', ARGV[2], 'lost', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[4], cjson.encode({s = ARGV[5], e = ARGV[1], q = 0, t = ARGV[2], h = '', x = '', r = 1}))
+return 1
+";
+
+/// Broadcasts waiting to be published from this process, at most, by count.
+const QUEUE: usize = 100_000;
+
+/// Bytes of broadcasts waiting to be published from this process, at most, by default.
+pub const DEFAULT_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long a broadcast may wait for Redis before its stream is moved to a new epoch,
+/// by default.
+pub const DEFAULT_PUBLISH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Streams that lost a broadcast and wait to be moved to a new epoch, at most.
+const MAX_LOST: usize = 100_000;
+
+/// How long a subscription waits for the Pub/Sub connection before it is refused (the
+/// client retries).
+const READY_WITHIN: Duration = Duration::from_secs(5);
 
 /// How long [`Backend::shutdown`] waits for the tasks to stop.
 const STOP_WITHIN: Duration = Duration::from_secs(2);
@@ -88,10 +116,11 @@ struct Announced {
     t: String,
     /// The `<turbo-stream>` element.
     h: String,
-    /// The connection that gets a skip instead, or empty.
+    /// The connection that gets a skip instead (`process.number`), or empty.
     x: String,
-    /// The process the broadcast came from: connection ids mean nothing elsewhere.
-    p: String,
+    /// Set when the stream moved to a new epoch because a broadcast was lost.
+    #[serde(default)]
+    r: u8,
 }
 
 /// Broadcasts through Redis: they reach the subscribers of every server process, and a
@@ -115,12 +144,26 @@ struct Announced {
 ///
 /// # Faults
 ///
-/// - Publishing while Redis is unreachable fails with a logged error; the database
-///   write that caused it has succeeded. The connection reconnects by itself.
+/// Every broadcast `send` accepts reaches the subscribers of its stream in every
+/// process, in order, or they get the gap signal (and their pages refresh):
+///
+/// - Broadcasts wait for Redis in one queue per process, published one after another in
+///   order. A broadcast Redis does not take is retried, in order, for up to the publish
+///   deadline ([`publish_deadline`](Self::publish_deadline), default 10 s). Past it, the
+///   broadcast is dropped and its stream is marked: as soon as Redis answers again, the
+///   stream moves to a new epoch and every process is told, so its subscribers (and
+///   pages rendered before the loss) get the gap signal.
+/// - The queue is bounded in bytes ([`queue_bytes`](Self::queue_bytes), default 16 MiB)
+///   and in count (100 000): when it is full, `send` returns
+///   [`Error::Backend`] (with [`HookErrors::Propagate`](crate::HookErrors::Propagate),
+///   the write's caller sees it).
 /// - When the Pub/Sub connection drops, the process reconnects with backoff and then
 ///   closes its stream connections: clients reconnect and resume from the log, which
 ///   holds whatever was published meanwhile, or get the gap signal if Redis lost it
-///   (a restart without persistence starts new epochs).
+///   (a restart without persistence starts new epochs). Subscriptions wait (up to 5 s)
+///   until the Pub/Sub connection is up, so none misses a frame published in between.
+/// - A process killed while broadcasts wait in its queue loses them without a gap
+///   signal: at most the queue's bytes, or what the deadline lets wait.
 ///
 /// # Lifecycle
 ///
@@ -157,16 +200,22 @@ struct Inner {
     channel: String,
     publish: redis::Script,
     position: redis::Script,
+    new_epoch: redis::Script,
+    queue_bytes: usize,
+    publish_deadline: Duration,
     /// Set once, at start.
     running: OnceLock<Running>,
-    /// This process, among those sharing the channel.
-    process: String,
 }
 
 /// What exists once the backend has started.
 struct Running {
     connection: ConnectionManager,
-    queue: mpsc::Sender<Publication>,
+    queue: mpsc::Sender<Queued>,
+    /// Bytes of the broadcasts in `queue`.
+    queued_bytes: Arc<AtomicUsize>,
+    /// Whether the Pub/Sub connection is subscribed: frames published from now on reach
+    /// this process.
+    listening: watch::Sender<bool>,
     feed: Feed,
     settings: HubSettings,
     stop: watch::Sender<bool>,
@@ -218,10 +267,35 @@ impl Redis {
                 channel: format!("{prefix}:frames"),
                 publish: redis::Script::new(PUBLISH),
                 position: redis::Script::new(POSITION),
+                new_epoch: redis::Script::new(NEW_EPOCH),
+                queue_bytes: DEFAULT_QUEUE_BYTES,
+                publish_deadline: DEFAULT_PUBLISH_DEADLINE,
                 running: OnceLock::new(),
-                process: Position::epoch_hex(new_epoch()),
             }),
         })
+    }
+
+    /// Bytes of broadcasts that may wait for Redis in this process; default 16 MiB.
+    /// Past it, `send` returns an error. Set before the [`Turbo`](crate::Turbo) is built.
+    #[must_use]
+    pub fn queue_bytes(self, bytes: usize) -> Self {
+        self.configure(|inner| inner.queue_bytes = bytes.max(1))
+    }
+
+    /// How long a broadcast may wait for Redis (retried in order) before it is dropped
+    /// and its stream moved to a new epoch; default 10 s. Set before the
+    /// [`Turbo`](crate::Turbo) is built.
+    #[must_use]
+    pub fn publish_deadline(self, deadline: Duration) -> Self {
+        self.configure(|inner| inner.publish_deadline = deadline)
+    }
+
+    fn configure(mut self, change: impl FnOnce(&mut Inner)) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => change(inner),
+            None => tracing::warn!("a Redis backend that is shared can no longer be configured"),
+        }
+        self
     }
 
     fn keys(&self, stream: &StreamName) -> [String; 2] {
@@ -244,6 +318,18 @@ impl Redis {
     /// Runs the position script for `since`: the stream's record and its log.
     async fn resume_from_log(&self, stream: &StreamName, since: Option<Since>) -> Result<Resume> {
         let running = self.running("resume", stream.as_str())?;
+        // Frames published after the position read below must reach this process.
+        let mut listening = running.listening.subscribe();
+        let ready = tokio::time::timeout(READY_WITHIN, listening.wait_for(|up| *up))
+            .await
+            .is_ok_and(|up| up.is_ok());
+        if !ready {
+            return Err(Error::backend(
+                "resume",
+                stream.as_str(),
+                "not subscribed to Redis yet; the client will retry",
+            ));
+        }
         let mut connection = running.connection.clone();
         let keys = self.keys(stream);
         let (mode, from) = match since {
@@ -272,11 +358,12 @@ impl Redis {
                 "unexpected reply from the position script",
             )
         };
-        let [epoch, seq, created, rest @ ..] = out.as_slice() else {
+        let [epoch, seq, created, lost, rest @ ..] = out.as_slice() else {
             return Err(bad());
         };
         let position = Position::parse(&format!("{epoch}.{seq}")).ok_or_else(bad)?;
         let created: u64 = created.parse().map_err(|_| bad())?;
+        let lost: u64 = lost.parse().map_err(|_| bad())?;
         let mut kept = Vec::with_capacity(rest.len() / 3);
         let mut html = Vec::with_capacity(rest.len() / 3);
         for entry in rest.chunks_exact(3) {
@@ -303,6 +390,7 @@ impl Redis {
             forgotten_until: running
                 .feed
                 .forgotten_until()
+                .max(lost)
                 .max(clock::now_micros().saturating_sub(ttl_micros)),
         };
         match resolve(since, &record) {
@@ -358,9 +446,12 @@ impl Backend for Redis {
             .map_err(|e| redis_error("start", "-", e))?;
         let (queue, jobs) = mpsc::channel(QUEUE);
         let (stop, stopped) = watch::channel(false);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let running = Running {
             connection: connection.clone(),
             queue,
+            queued_bytes: Arc::clone(&queued_bytes),
+            listening: watch::Sender::new(false),
             settings: feed.settings(),
             feed: feed.clone(),
             stop,
@@ -374,13 +465,16 @@ impl Backend for Redis {
             ));
         }
         let tasks = vec![
-            runtime.spawn(publisher(
-                self.clone(),
-                connection,
-                jobs,
-                feed.settings(),
-                stopped.clone(),
-            )),
+            runtime.spawn(
+                Publisher {
+                    redis: self.clone(),
+                    connection,
+                    settings: feed.settings(),
+                    queued_bytes,
+                    lost: HashSet::new(),
+                }
+                .run(jobs, stopped.clone()),
+            ),
             runtime.spawn(receiver(self.clone(), feed, stopped)),
         ];
         if let Some(running) = self.inner.running.get() {
@@ -403,10 +497,29 @@ impl Backend for Redis {
                 "the Redis backend has stopped",
             ));
         }
-        running.queue.try_send(publication).map_err(|error| {
+        let bytes = publication.html.len() + stream.as_str().len();
+        let before = running.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if before + bytes > self.inner.queue_bytes {
+            running.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            return Err(Error::backend(
+                "publish",
+                stream.as_str(),
+                format!(
+                    "{} bytes of broadcasts already wait for Redis (at most {}); this one is refused",
+                    before, self.inner.queue_bytes
+                ),
+            ));
+        }
+        let queued = Queued {
+            publication,
+            bytes,
+            at: Instant::now(),
+        };
+        running.queue.try_send(queued).map_err(|error| {
+            running.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             let message = match error {
                 mpsc::error::TrySendError::Full(_) => {
-                    "too many broadcasts waiting for Redis; this one is dropped"
+                    "100000 broadcasts already wait for Redis; this one is refused"
                 }
                 mpsc::error::TrySendError::Closed(_) => "the Redis backend has stopped",
             };
@@ -448,50 +561,167 @@ impl Backend for Redis {
     }
 }
 
-/// Publishes this process's broadcasts, one after another, so that they keep their order.
-async fn publisher(
+/// A broadcast waiting in the queue.
+struct Queued {
+    publication: Publication,
+    /// What it counts for in the queue's byte budget.
+    bytes: usize,
+    /// When `send` accepted it: the publish deadline runs from here.
+    at: Instant,
+}
+
+/// Publishes this process's broadcasts, one after another, so that they keep their
+/// order; retries what Redis does not take until the deadline, then moves the stream to
+/// a new epoch as soon as Redis answers.
+struct Publisher {
     redis: Redis,
-    mut connection: ConnectionManager,
-    mut jobs: mpsc::Receiver<Publication>,
+    connection: ConnectionManager,
     settings: HubSettings,
-    mut stopped: watch::Receiver<bool>,
-) {
-    loop {
-        let job = tokio::select! {
-            job = jobs.recv() => job,
-            _ = stopped.wait_for(|stop| *stop) => None,
-        };
-        let Some(job) = job else {
-            return;
-        };
-        let keys = redis.keys(&job.stream);
-        let except = job
+    queued_bytes: Arc<AtomicUsize>,
+    /// Streams that lost a broadcast and are not on a new epoch yet.
+    lost: HashSet<StreamName>,
+}
+
+/// The first pause between attempts; it doubles up to [`MAX_RETRY_DELAY`].
+const RETRY_DELAY: Duration = Duration::from_millis(50);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+impl Publisher {
+    async fn run(mut self, mut jobs: mpsc::Receiver<Queued>, mut stopped: watch::Receiver<bool>) {
+        let mut repair_delay = RETRY_DELAY;
+        loop {
+            let job = if self.lost.is_empty() {
+                tokio::select! {
+                    job = jobs.recv() => job,
+                    () = stopping(&mut stopped) => None,
+                }
+            } else {
+                tokio::select! {
+                    job = jobs.recv() => job,
+                    () = stopping(&mut stopped) => None,
+                    () = tokio::time::sleep(repair_delay) => {
+                        repair_delay = if self.repair_all().await {
+                            RETRY_DELAY
+                        } else {
+                            (repair_delay * 2).min(MAX_RETRY_DELAY)
+                        };
+                        continue;
+                    }
+                }
+            };
+            let Some(job) = job else {
+                return;
+            };
+            self.publish(&job, &mut stopped).await;
+            self.queued_bytes.fetch_sub(job.bytes, Ordering::AcqRel);
+        }
+    }
+
+    /// Publishes one broadcast, retrying until its deadline; past it, marks its stream.
+    async fn publish(&mut self, job: &Queued, stopped: &mut watch::Receiver<bool>) {
+        let stream = &job.publication.stream;
+        let mut delay = RETRY_DELAY;
+        loop {
+            let attempt = if self.lost.contains(stream) {
+                match self.move_to_new_epoch(stream).await {
+                    Ok(()) => self.publish_once(&job.publication).await,
+                    Err(error) => Err(error),
+                }
+            } else {
+                self.publish_once(&job.publication).await
+            };
+            let Err(error) = attempt else {
+                return;
+            };
+            if job.at.elapsed() >= self.redis.inner.publish_deadline || *stopped.borrow() {
+                self.lose(stream, &error);
+                return;
+            }
+            tracing::warn!(%stream, %error, "Redis did not take a broadcast; retrying");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = stopping(stopped) => {}
+            }
+            delay = (delay * 2).min(MAX_RETRY_DELAY);
+        }
+    }
+
+    async fn publish_once(&mut self, publication: &Publication) -> redis::RedisResult<()> {
+        let keys = self.redis.keys(&publication.stream);
+        let except = publication
             .except
-            .map(|id| id.get().to_string())
+            .map(|id| id.to_string())
             .unwrap_or_default();
-        let result: redis::RedisResult<Vec<String>> = redis
+        let _: Vec<String> = self
+            .redis
             .inner
             .publish
             .key(&keys[0])
             .key(&keys[1])
             .arg(Position::epoch_hex(new_epoch()))
-            .arg(&*job.html)
+            .arg(&*publication.html)
             .arg(except)
-            .arg(settings.history_len)
-            .arg(Redis::ttl(settings))
-            .arg(&redis.inner.channel)
-            .arg(job.stream.as_str())
-            .arg(&redis.inner.process)
+            .arg(self.settings.history_len)
+            .arg(Redis::ttl(self.settings))
+            .arg(&self.redis.inner.channel)
+            .arg(publication.stream.as_str())
             .arg(clock::now_micros())
-            .invoke_async(&mut connection)
-            .await;
-        if let Err(error) = result {
+            .invoke_async(&mut self.connection)
+            .await?;
+        Ok(())
+    }
+
+    /// Gives a broadcast up: its stream moves to a new epoch once Redis answers.
+    fn lose(&mut self, stream: &StreamName, error: &redis::RedisError) {
+        if self.lost.len() < MAX_LOST || self.lost.contains(stream) {
             tracing::error!(
-                stream = %job.stream,
+                %stream,
                 %error,
-                "broadcast lost: Redis did not take it (the database write that caused it is kept)"
+                "broadcast dropped: Redis did not take it before the deadline; the stream's \
+                 subscribers get the gap signal when Redis is back (the database write is kept)"
+            );
+            self.lost.insert(stream.clone());
+        } else {
+            tracing::error!(
+                %stream,
+                %error,
+                lost = self.lost.len(),
+                "broadcast dropped, and too many streams already wait for a new epoch: this \
+                 stream's subscribers will not be told"
             );
         }
+    }
+
+    async fn move_to_new_epoch(&mut self, stream: &StreamName) -> redis::RedisResult<()> {
+        let keys = self.redis.keys(stream);
+        let _: i64 = self
+            .redis
+            .inner
+            .new_epoch
+            .key(&keys[0])
+            .key(&keys[1])
+            .arg(Position::epoch_hex(new_epoch()))
+            .arg(clock::now_micros())
+            .arg(Redis::ttl(self.settings))
+            .arg(&self.redis.inner.channel)
+            .arg(stream.as_str())
+            .invoke_async(&mut self.connection)
+            .await?;
+        self.lost.remove(stream);
+        tracing::info!(%stream, "the stream moved to a new epoch: its subscribers refresh");
+        Ok(())
+    }
+
+    /// Moves every marked stream to a new epoch; returns whether Redis took them all.
+    async fn repair_all(&mut self) -> bool {
+        let streams: Vec<StreamName> = self.lost.iter().cloned().collect();
+        for stream in streams {
+            if let Err(error) = self.move_to_new_epoch(&stream).await {
+                tracing::debug!(%stream, %error, "Redis is still away; the stream waits for its new epoch");
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -500,6 +730,10 @@ async fn publisher(
 async fn receiver(redis: Redis, feed: Feed, mut stopped: watch::Receiver<bool>) {
     let mut delay = Duration::from_millis(100);
     let mut first = true;
+    let listening = match redis.inner.running.get() {
+        Some(running) => running.listening.clone(),
+        None => return,
+    };
     loop {
         let session = async {
             match redis.inner.client.get_async_pubsub().await {
@@ -511,10 +745,12 @@ async fn receiver(redis: Redis, feed: Feed, mut stopped: watch::Receiver<bool>) 
                             let _ = feed.resync_all("the broker connection was lost");
                         }
                         first = false;
+                        listening.send_replace(true);
                         let mut messages = pubsub.into_on_message();
                         while let Some(message) = messages.next().await {
-                            deliver(&feed, &redis.inner.process, message.get_payload_bytes());
+                            deliver(&feed, message.get_payload_bytes());
                         }
+                        listening.send_replace(false);
                         tracing::warn!("lost the Redis subscription; reconnecting");
                     }
                     Err(error) => tracing::warn!(%error, "cannot subscribe on Redis; retrying"),
@@ -524,17 +760,22 @@ async fn receiver(redis: Redis, feed: Feed, mut stopped: watch::Receiver<bool>) 
         };
         tokio::select! {
             () = session => {}
-            _ = stopped.wait_for(|stop| *stop) => return,
+            () = stopping(&mut stopped) => return,
         }
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            _ = stopped.wait_for(|stop| *stop) => return,
+            () = stopping(&mut stopped) => return,
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 
-fn deliver(feed: &Feed, process: &str, payload: &[u8]) {
+/// Resolves once the backend is told to stop.
+async fn stopping(stopped: &mut watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+fn deliver(feed: &Feed, payload: &[u8]) {
     let announced: Announced = match serde_json::from_slice(payload) {
         Ok(announced) => announced,
         Err(error) => {
@@ -550,11 +791,15 @@ fn deliver(feed: &Feed, process: &str, payload: &[u8]) {
         tracing::warn!("a frame on the Redis channel names no valid stream, epoch or time");
         return;
     };
-    let except = if announced.p == process {
-        announced.x.parse().ok().map(ConnectionId::new)
-    } else {
-        None
-    };
+    if announced.r != 0 {
+        if let Err(error) = feed.reset(&stream, "a broadcast was lost; the stream has a new epoch")
+        {
+            tracing::error!(%error, "the hub refused a new epoch from Redis");
+        }
+        return;
+    }
+    // The id names its process: only that process has the connection.
+    let except = ConnectionId::parse(&announced.x);
     let publication = Publication {
         stream,
         html: Arc::from(announced.h),

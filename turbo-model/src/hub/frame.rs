@@ -87,6 +87,11 @@ impl Frame {
         &self.html
     }
 
+    /// The element, shared (the history keeps it without a copy).
+    pub(super) fn shared_html(&self) -> &Arc<str> {
+        &self.html
+    }
+
     /// Whether this stands in for a broadcast that its connection must not apply.
     pub fn is_skip(&self) -> bool {
         self.skip

@@ -48,10 +48,11 @@
 
 mod connection;
 mod frame;
+mod history;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,7 @@ pub use connection::{Connection, KickSignal};
 use connection::{Push, Subscriber};
 pub use frame::{Frame, Gap, Position, Since};
 pub(crate) use frame::{Record, Resolution, UNKNOWN, resolve};
+use history::History;
 
 use crate::clock;
 use crate::error::{Error, Result};
@@ -78,6 +80,8 @@ pub struct HubSettings {
     /// How long frames are kept, and how long a stream's record outlives its last
     /// subscriber.
     pub history_age: Duration,
+    /// Bytes of history kept over all streams; past it, the oldest frames go first.
+    pub history_bytes: usize,
 }
 
 impl Default for HubSettings {
@@ -87,6 +91,7 @@ impl Default for HubSettings {
             queue_bytes: 1024 * 1024,
             history_len: 100,
             history_age: Duration::from_secs(300),
+            history_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -121,9 +126,7 @@ pub struct Subscribed {
 struct StreamState {
     /// Where the stream is; `None` with a broker until the hub has learned it.
     position: Option<Position>,
-    history: VecDeque<Arc<Frame>>,
-    /// The time of the newest frame dropped from the history (0: none).
-    trimmed_until: u64,
+    history: History,
     /// When this record was made (microseconds since the Unix epoch).
     created: u64,
     subscribers: Vec<Subscriber>,
@@ -135,16 +138,40 @@ struct StreamState {
     watched: bool,
 }
 
-impl StreamState {
-    fn kept(&self) -> Vec<(u64, u64)> {
-        self.history.iter().map(|f| (f.seq(), f.time())).collect()
-    }
-}
-
 #[derive(Debug)]
 struct Shard {
     streams: HashMap<StreamName, StreamState>,
     last_sweep: Instant,
+    /// Bytes of history kept by this shard's streams.
+    bytes: usize,
+    /// No kept frame of this shard is older than this (`u64::MAX`: none is kept). Kept
+    /// low when frames are trimmed; made exact when the shard is evicted from.
+    oldest: u64,
+}
+
+impl Shard {
+    /// Drops the oldest kept frame of the shard's streams; returns the bytes freed and
+    /// updates the shard's `oldest`.
+    fn evict_oldest(&mut self) -> usize {
+        let oldest = self
+            .streams
+            .iter()
+            .filter_map(|(name, state)| Some((state.history.oldest_time()?, name)))
+            .min_by_key(|(time, _)| *time)
+            .map(|(_, name)| name.clone());
+        let freed = match oldest.and_then(|stream| self.streams.get_mut(&stream)) {
+            Some(state) => state.history.pop_front(),
+            None => 0,
+        };
+        self.bytes -= freed;
+        self.oldest = self
+            .streams
+            .values()
+            .filter_map(|state| state.history.oldest_time())
+            .min()
+            .unwrap_or(u64::MAX);
+        freed
+    }
 }
 
 /// Subscriptions, fan-out and history for the connections of this process.
@@ -152,6 +179,8 @@ struct Shard {
 pub struct Hub {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
+    /// This process's identity among those sharing a broker; part of every connection id.
+    process: u64,
     next_connection: AtomicU64,
     settings: HubSettings,
     pub(crate) metrics: Arc<Metrics>,
@@ -159,6 +188,8 @@ pub struct Hub {
     /// A record dropped (or lost with a previous process) may have held frames up to
     /// this time: pages rendered before it cannot be sure of a new record.
     forgotten_until: AtomicU64,
+    /// Bytes of history kept over all shards.
+    history_bytes: AtomicUsize,
 }
 
 /// Streams are spread over this many locks, so that unrelated streams rarely contend.
@@ -197,10 +228,13 @@ impl Hub {
                     Mutex::new(Shard {
                         streams: HashMap::new(),
                         last_sweep: Instant::now(),
+                        bytes: 0,
+                        oldest: u64::MAX,
                     })
                 })
                 .collect(),
             hasher: RandomState::new(),
+            process: new_epoch(),
             next_connection: AtomicU64::new(1),
             settings: HubSettings {
                 queue_frames: settings.queue_frames.max(1),
@@ -210,6 +244,7 @@ impl Hub {
             numbering,
             // Whatever a previous process kept is gone.
             forgotten_until: AtomicU64::new(clock::now_micros()),
+            history_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -230,16 +265,21 @@ impl Hub {
             shard.last_sweep = now;
             let age = self.settings.history_age;
             let mut forgotten = 0;
+            let mut freed = 0;
             shard.streams.retain(|_, state| {
                 let keep_for = if state.watched { age } else { COLD_WINDOW };
                 let keep = state
                     .idle_since
                     .is_none_or(|idle| now.duration_since(idle) < keep_for);
-                if !keep && let Some(last) = state.history.back() {
-                    forgotten = forgotten.max(last.time());
+                if !keep {
+                    if let Some(last) = state.history.newest_time() {
+                        forgotten = forgotten.max(last);
+                    }
+                    freed += state.history.bytes();
                 }
                 keep
             });
+            self.freed(&mut shard, freed);
             self.forgotten_until.fetch_max(forgotten, Ordering::Relaxed);
         }
         shard
@@ -248,7 +288,10 @@ impl Hub {
     /// Opens a connection: a queue and an id. Subscribe it with
     /// [`Connection::subscribe`]; drop it to leave every stream.
     pub fn connect(self: &Arc<Self>) -> Connection {
-        let id = ConnectionId::new(self.next_connection.fetch_add(1, Ordering::Relaxed));
+        let id = ConnectionId::new(
+            self.process,
+            self.next_connection.fetch_add(1, Ordering::Relaxed),
+        );
         self.metrics.connection_opened();
         Connection::new(Arc::clone(self), id, self.settings.queue_frames)
     }
@@ -260,8 +303,7 @@ impl Hub {
                 Numbering::Local => Some(Position::new(new_epoch(), 0)),
                 Numbering::Broker => None,
             },
-            history: VecDeque::new(),
-            trimmed_until: 0,
+            history: History::default(),
             created: clock::now_micros(),
             subscribers: Vec::new(),
             idle_since: Some(Instant::now()),
@@ -285,8 +327,9 @@ impl Hub {
         new: bool,
     ) -> Subscribed {
         let mut shard = self.shard(stream);
+        let freed = self.state(&mut shard, stream).history.trim(self.settings);
+        self.freed(&mut shard, freed);
         let state = self.state(&mut shard, stream);
-        trim(state, self.settings);
         if new {
             state.subscribers.push(subscriber.clone());
             state.idle_since = None;
@@ -308,8 +351,8 @@ impl Hub {
                 since,
                 &Record {
                     position,
-                    kept: &state.kept(),
-                    trimmed_until: state.trimmed_until,
+                    kept: &state.history.positions(),
+                    trimmed_until: state.history.trimmed_until(),
                     created: state.created,
                     forgotten_until: self.forgotten_until.load(Ordering::Relaxed),
                 },
@@ -332,12 +375,7 @@ impl Hub {
         }
         let (replay, gap) = match resolution {
             Resolution::After(seq) => (
-                state
-                    .history
-                    .iter()
-                    .filter(|f| f.seq() > seq)
-                    .cloned()
-                    .collect(),
+                state.history.frames_after(seq, stream, position.epoch),
                 None,
             ),
             Resolution::Gap(gap) => (Vec::new(), Some(gap)),
@@ -391,31 +429,96 @@ impl Hub {
         );
         state.position = Some(position);
         let frame = Frame::message(stream, position, clock::now_micros(), html);
-        self.fan_out(state, stream, frame, except)
+        let delivered = self.fan_out(&mut shard, stream, &frame, except);
+        drop(shard);
+        self.evict_over_budget();
+        delivered
     }
 
-    /// Keeps `frame` in the history and pushes it onto every subscriber's queue (a skip
-    /// for `except`).
+    /// Keeps `frame` in the history (within the byte budget) and pushes it onto every
+    /// subscriber's queue (a skip for `except`).
     fn fan_out(
         &self,
-        state: &mut StreamState,
+        shard: &mut Shard,
         stream: &StreamName,
-        frame: Arc<Frame>,
+        frame: &Arc<Frame>,
         except: Option<ConnectionId>,
     ) -> usize {
         self.metrics.frame_built();
-        state.history.push_back(Arc::clone(&frame));
-        trim(state, self.settings);
+        let state = self.state(shard, stream);
+        let added = state.history.push(frame);
+        let freed = state.history.trim(self.settings);
+        let delivered = self.push_to_subscribers(state, stream, frame, except);
+        shard.bytes += added;
+        shard.oldest = shard.oldest.min(frame.time());
+        self.history_bytes.fetch_add(added, Ordering::AcqRel);
+        self.freed(shard, freed);
+        delivered
+    }
 
+    /// Accounts for history bytes a shard no longer keeps.
+    fn freed(&self, shard: &mut Shard, bytes: usize) {
+        shard.bytes -= bytes;
+        self.history_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// While the history passes its byte budget, drops the oldest kept frames, over all
+    /// shards (with room to spare, so that a burst does not evict frame by frame). Called
+    /// with no shard locked.
+    fn evict_over_budget(&self) {
+        let budget = self.settings.history_bytes;
+        if self.history_bytes.load(Ordering::Acquire) <= budget {
+            return;
+        }
+        let target = budget - budget / 8;
+        // Bounded, like everything else: a pass frees at most this many frames.
+        for _ in 0..100_000 {
+            if self.history_bytes.load(Ordering::Acquire) <= target {
+                return;
+            }
+            let oldest = self
+                .shards
+                .iter()
+                .enumerate()
+                .map(|(i, shard)| {
+                    let shard = shard
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    (shard.oldest, i)
+                })
+                .min();
+            let Some((time, index)) = oldest else {
+                return;
+            };
+            if time == u64::MAX {
+                return;
+            }
+            let mut shard = self.shards[index]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let freed = shard.evict_oldest();
+            self.history_bytes.fetch_sub(freed, Ordering::AcqRel);
+        }
+    }
+
+    /// Pushes `frame` onto every subscriber's queue (a skip for `except`); drops the
+    /// subscribers that are gone or too slow.
+    fn push_to_subscribers(
+        &self,
+        state: &mut StreamState,
+        stream: &StreamName,
+        frame: &Arc<Frame>,
+        except: Option<ConnectionId>,
+    ) -> usize {
         let max_bytes = self.settings.queue_bytes;
         let mut skip: Option<Arc<Frame>> = None;
         let mut delivered = 0;
         let mut lost = 0;
         state.subscribers.retain(|subscriber| {
             let this = if Some(subscriber.id) == except {
-                skip.get_or_insert_with(|| Frame::skip(&frame))
+                skip.get_or_insert_with(|| Frame::skip(frame))
             } else {
-                &frame
+                frame
             };
             match subscriber.push(this, max_bytes) {
                 Push::Queued => {
@@ -462,6 +565,7 @@ impl Hub {
     ) -> usize {
         let mut shard = self.shard(stream);
         let state = self.state(&mut shard, stream);
+        let mut freed = 0;
         if let Some(known) = state.position {
             if known.epoch == position.epoch && position.seq <= known.seq {
                 return 0;
@@ -472,16 +576,16 @@ impl Hub {
                     stream,
                     "the broker's stream moved on without this process",
                 );
-                state.trimmed_until = state
-                    .history
-                    .back()
-                    .map_or(state.trimmed_until, |f| f.time());
-                state.history.clear();
+                freed = state.history.drop_all();
             }
         }
         state.position = Some(position);
+        self.freed(&mut shard, freed);
         let frame = Frame::message(stream, position, time, html);
-        self.fan_out(state, stream, frame, except)
+        let delivered = self.fan_out(&mut shard, stream, &frame, except);
+        drop(shard);
+        self.evict_over_budget();
+        delivered
     }
 
     /// Records a position learned from the broker (when answering a subscription), if
@@ -504,14 +608,28 @@ impl Hub {
             let mut shard = shard
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut freed = 0;
             for (stream, state) in &mut shard.streams {
                 self.kick_all_of(state, stream, why);
-                state.history.clear();
-                state.trimmed_until = 0;
+                freed += state.history.reset();
                 state.position = None;
                 state.created = clock::now_micros();
             }
+            self.freed(&mut shard, freed);
         }
+    }
+
+    /// Forgets one stream's position and history and closes its subscribers.
+    fn reset(&self, stream: &StreamName, why: &str) {
+        let mut shard = self.shard(stream);
+        let mut freed = 0;
+        if let Some(state) = shard.streams.get_mut(stream) {
+            self.kick_all_of(state, stream, why);
+            freed = state.history.reset();
+            state.position = None;
+            state.created = clock::now_micros();
+        }
+        self.freed(&mut shard, freed);
     }
 
     fn kick_all_of(&self, state: &mut StreamState, stream: &StreamName, why: &str) {
@@ -524,20 +642,6 @@ impl Hub {
             self.metrics.unsubscribed();
         }
         state.idle_since = Some(Instant::now());
-    }
-}
-
-/// Drops history entries beyond the count or older than the age, remembering the time
-/// of the newest one dropped.
-fn trim(state: &mut StreamState, settings: HubSettings) {
-    let oldest_kept = clock::now_micros()
-        .saturating_sub(u64::try_from(settings.history_age.as_micros()).unwrap_or(u64::MAX));
-    while let Some(front) = state.history.front() {
-        if state.history.len() <= settings.history_len && front.time() >= oldest_kept {
-            break;
-        }
-        state.trimmed_until = state.trimmed_until.max(front.time());
-        state.history.pop_front();
     }
 }
 
@@ -641,6 +745,19 @@ impl Feed {
     pub fn learn(&self, stream: &StreamName, position: Position) -> Result<()> {
         self.expect(Numbering::Broker, "learn", stream)?;
         self.hub.learn(stream, position);
+        Ok(())
+    }
+
+    /// Makes the subscribers of `stream` reconnect and resume, and forgets its position:
+    /// the broker moved it to a new epoch ([`Numbering::Broker`]). Frames of it up to now
+    /// may have been lost, so pages rendered before now get the gap signal.
+    ///
+    /// # Errors
+    ///
+    /// When the hub numbers its own streams.
+    pub fn reset(&self, stream: &StreamName, why: &str) -> Result<()> {
+        self.expect(Numbering::Broker, "reset", stream)?;
+        self.hub.reset(stream, why);
         Ok(())
     }
 
@@ -852,6 +969,37 @@ mod tests {
         let mut current = hub.connect();
         let up_to_date = current.subscribe(&room, at(epoch, 10));
         assert_eq!((up_to_date.replay.len(), up_to_date.gap), (0, None));
+    }
+
+    #[test]
+    fn history_has_a_byte_budget_and_what_it_drops_is_a_gap() {
+        let hub = hub_with(HubSettings {
+            history_bytes: 1000,
+            ..HubSettings::default()
+        });
+        let room = name("room:1");
+        let mut watcher = hub.connect();
+        let epoch = watcher.subscribe(&room, None).position.epoch;
+        let element = "x".repeat(100);
+        for _ in 0..20 {
+            hub.deliver(&room, &element);
+        }
+        let kept = hub.history_bytes.load(Ordering::Acquire);
+        let counted: usize = hub
+            .shards
+            .iter()
+            .map(|s| s.lock().map_or(0, |s| s.bytes))
+            .sum();
+        assert_eq!(kept, counted);
+        assert!(kept <= 1000, "{kept} bytes kept");
+        assert!(kept >= 3 * 148, "the newest frames stay: {kept}");
+        let mut late = hub.connect();
+        assert_eq!(late.subscribe(&room, at(epoch, 0)).gap, Some(Gap::History));
+        let mut recent = hub.connect();
+        let resumed = recent.subscribe(&room, at(epoch, 18));
+        assert_eq!((seqs(&resumed.replay), resumed.gap), (vec![19, 20], None));
+        // Every frame, including the live one, carries the same shared element.
+        assert_eq!(watcher.try_next_frame().expect("live").html(), element);
     }
 
     #[tokio::test]

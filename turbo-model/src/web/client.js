@@ -35,6 +35,9 @@ const MAX_DELAY_MS = 10000;
 // new page's: keep released streams and an unused socket briefly so that the next page
 // reuses them instead of unsubscribing and subscribing again.
 const RELEASE_MS = 1000;
+// A socket that has neither opened nor closed by then (a blocked or black-holed
+// connection) is given up and replaced.
+const CONNECT_TIMEOUT_MS = 10000;
 const IDLE_CLOSE_MS = 2000;
 
 const connections = new Map();
@@ -222,9 +225,26 @@ class Connection {
 
   open() {
     if (this.socket || this.retryTimer) return;
-    const socket = new WebSocket(this.url);
+    let socket;
+    try {
+      socket = new WebSocket(this.url);
+    } catch (error) {
+      // Refused before any connection (a Content-Security-Policy, a bad URL): retry on
+      // the same schedule as a closed socket rather than stop for good.
+      console.error("turbo-model: cannot open the stream connection", error);
+      this.refreshConnected();
+      if (this.elements.size > 0) this.scheduleReconnect(1006);
+      return;
+    }
     this.socket = socket;
+    const connecting = setTimeout(() => {
+      if (this.socket === socket && socket.readyState !== WebSocket.OPEN) {
+        socket.close();
+        this.closed(socket, 1006);
+      }
+    }, CONNECT_TIMEOUT_MS);
     socket.onopen = () => {
+      clearTimeout(connecting);
       this.attempt = 0;
       this.lastHeard = Date.now();
       for (const token of this.tokens.keys()) this.subscribe(token);
@@ -234,7 +254,10 @@ class Connection {
       this.lastHeard = Date.now();
       this.receive(event.data);
     };
-    socket.onclose = (event) => this.closed(socket, event.code);
+    socket.onclose = (event) => {
+      clearTimeout(connecting);
+      this.closed(socket, event.code);
+    };
     // An error is always followed by a close event, which reconnects.
     socket.onerror = () => {};
   }
@@ -300,14 +323,17 @@ class Connection {
     }
   }
 
+  // A frame is a JSON header; a broadcast's element follows the first newline as it is.
   receive(data) {
+    const newline = data.indexOf("\n");
     let message;
     try {
-      message = JSON.parse(data);
+      message = JSON.parse(newline < 0 ? data : data.slice(0, newline));
     } catch (error) {
       console.error("turbo-model: unreadable frame", error);
       return;
     }
+    if (newline >= 0) message.html = data.slice(newline + 1);
     switch (message.type) {
       case "hello":
         this.id = message.connection;
@@ -327,7 +353,7 @@ class Connection {
       case "skip":
         this.deliver(message);
         break;
-      case "error":
+      case "error": {
         // The connection's request (its cookies) is from when it opened; after a sign-in
         // a refusal may be stale. Reconnect once, with today's cookies, and ask again.
         if (message.code === "forbidden" && message.token && !this.refusedOnce.has(message.token)) {
@@ -336,10 +362,20 @@ class Connection {
           break;
         }
         console.error(`turbo-model: ${message.code}: ${message.message}`);
+        let renew = message.code === "invalid_token" && this.tokens.has(message.token);
         for (const element of this.tokens.get(message.token) || []) {
-          element.dispatchEvent(new CustomEvent("turbo-model:error", { detail: message, bubbles: true }));
+          const event = new CustomEvent("turbo-model:error", {
+            detail: message,
+            bubbles: true,
+            cancelable: true,
+          });
+          if (!element.dispatchEvent(event)) renew = false;
         }
+        // A token the server no longer takes (its key changed, it expired): this page
+        // would never update again. A fresh render of the page has fresh tokens.
+        if (renew) refreshForNewTokens();
         break;
+      }
       default:
         console.warn("turbo-model: unknown frame type", message.type);
     }
@@ -347,6 +383,7 @@ class Connection {
 
   subscribed(message) {
     const token = message.token;
+    tokenRefreshes.succeeded();
     this.tokenOf.set(message.stream, token);
     this.confirmed.add(token);
     const known = this.positions.get(token);
@@ -412,6 +449,50 @@ class Connection {
       element.toggleAttribute("connected", Boolean(ready));
     }
   }
+}
+
+// Refreshes for new tokens back off (1 s, 2 s, 4 s, … up to 5 minutes) across the
+// reloads they cause, so that a server that refuses every token is not hammered; a
+// subscription that succeeds resets it.
+const tokenRefreshes = {
+  key: "turbo-model:token-refreshes",
+  read() {
+    try {
+      return JSON.parse(window.sessionStorage.getItem(this.key)) || { attempts: 0, at: 0 };
+    } catch (_) {
+      return { attempts: 0, at: 0 };
+    }
+  },
+  write(state) {
+    try {
+      window.sessionStorage.setItem(this.key, JSON.stringify(state));
+    } catch (_) {
+      // Storage may be off: then refreshes still happen, without memory of the last.
+    }
+  },
+  succeeded() {
+    if (this.read().attempts > 0) this.write({ attempts: 0, at: 0 });
+  },
+  timer: null,
+};
+
+function refreshForNewTokens() {
+  if (tokenRefreshes.timer) return;
+  const { attempts, at } = tokenRefreshes.read();
+  const delay = Math.min(1000 * 2 ** attempts, 5 * 60 * 1000);
+  const wait = Math.max(0, at + delay - Date.now());
+  tokenRefreshes.timer = setTimeout(() => {
+    tokenRefreshes.timer = null;
+    tokenRefreshes.write({ attempts: attempts + 1, at: Date.now() });
+    afterSubmissions(() => {
+      broadcastRefresh = true;
+      if (window.Turbo) {
+        window.Turbo.visit(window.location.href, { action: "replace" });
+      } else {
+        window.location.reload();
+      }
+    });
+  }, wait);
 }
 
 function socketUrl(src) {

@@ -36,6 +36,8 @@
 //! [`Builder::inbound_rate`]: crate::Builder::inbound_rate
 //! [`Builder::queue`]: crate::Builder::queue
 
+mod limits;
+mod listener;
 mod origin;
 pub mod protocol;
 pub(crate) mod socket;
@@ -50,10 +52,13 @@ use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use limits::Slot;
+pub(crate) use limits::{ConnectionLimits, open_file_limit};
+pub use listener::{DeadlineIo, Listener, PeerAddr};
 pub use origin::{AllowedOrigins, reject_cross_site};
 pub(crate) use socket::InboundRate;
 
@@ -69,6 +74,14 @@ pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 100;
 pub const DEFAULT_PATH: &str = "/turbo-model";
 /// Default interval of heartbeats on stream connections.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(25);
+/// Default bound on a write to a client, and on closing a connection.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default limit on stream connections (WebSocket and SSE) from one client address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 1000;
+/// The environment variable that sets the limit on stream connections per process.
+pub const MAX_CONNECTIONS_ENV: &str = "TURBO_MODEL_MAX_CONNECTIONS";
+/// The environment variable that sets the limit on stream connections per address.
+pub const MAX_CONNECTIONS_PER_ADDRESS_ENV: &str = "TURBO_MODEL_MAX_CONNECTIONS_PER_ADDRESS";
 
 /// The client element, served at `{path}/client-<hash>.js`.
 pub const CLIENT_JS: &str = include_str!("client.js");
@@ -137,6 +150,7 @@ pub(crate) struct Settings {
     pub(crate) heartbeat: Duration,
     pub(crate) inbound_rate: InboundRate,
     pub(crate) origins: AllowedOrigins,
+    pub(crate) write_timeout: Duration,
 }
 
 /// What the endpoints serve from: this process's hub and backend, the key that signs
@@ -154,6 +168,7 @@ struct ServiceInner {
     authorizer: Option<Authorizer>,
     metrics: Arc<Metrics>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    limits: ConnectionLimits,
 }
 
 impl Service {
@@ -164,6 +179,7 @@ impl Service {
         settings: Settings,
         authorizer: Option<Authorizer>,
         metrics: Arc<Metrics>,
+        limits: ConnectionLimits,
     ) -> Self {
         Self {
             inner: Arc::new(ServiceInner {
@@ -174,6 +190,7 @@ impl Service {
                 authorizer,
                 metrics,
                 shutdown: tokio::sync::watch::Sender::new(false),
+                limits,
             }),
         }
     }
@@ -196,15 +213,12 @@ impl Service {
 
     /// The token that names connection `id` in its page's requests.
     pub(crate) fn connection_token(&self, id: ConnectionId) -> String {
-        self.inner.signer.sign_connection(id.get())
+        self.inner.signer.sign_connection(id)
     }
 
     /// The connection a request's token names, if this server issued the token.
     pub(crate) fn connection_of(&self, token: &str) -> Option<ConnectionId> {
-        self.inner
-            .signer
-            .verify_connection(token)
-            .map(ConnectionId::new)
+        self.inner.signer.verify_connection(token)
     }
 
     /// Whether subscriptions are checked by an authorization callback (which needs the
@@ -305,28 +319,47 @@ fn client_hash() -> u32 {
     })
 }
 
-/// Whether a new stream connection may start: not while shutting down, not from
-/// another site. `Some` is the refusal to send instead.
-fn refusal(service: &Service, headers: &HeaderMap) -> Option<Response> {
-    if service.is_shutting_down() {
-        return Some(
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "1")],
-                "shutting down",
-            )
-                .into_response(),
-        );
-    }
+/// Whether a new stream connection may start: not from another site, not past the
+/// connection limits. `Ok` holds its place among the open connections; `Err` is the
+/// refusal to send instead. (Shutting down is each transport's own answer.)
+fn admit(service: &Service, request: &Parts) -> Result<Slot, Box<Response>> {
+    let headers = &request.headers;
     if !service.settings().origins.allows(headers) {
         tracing::warn!(
             origin = ?headers.get(header::ORIGIN),
             host = ?headers.get(header::HOST),
             "stream connection from another site refused"
         );
-        return Some((StatusCode::FORBIDDEN, "origin not allowed").into_response());
+        return Err(Box::new(
+            (StatusCode::FORBIDDEN, "origin not allowed").into_response(),
+        ));
     }
-    None
+    service
+        .inner
+        .limits
+        .admit(limits::peer_of(request))
+        .map_err(|refused| {
+            tracing::warn!(%refused, "stream connection refused");
+            Box::new(
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "5")],
+                    refused.to_string(),
+                )
+                    .into_response(),
+            )
+        })
+}
+
+/// The answer to a stream connection while shutting down: come back in a second (to
+/// this process restarted, or another).
+fn shutting_down() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        "shutting down",
+    )
+        .into_response()
 }
 
 async fn upgrade(
@@ -334,9 +367,13 @@ async fn upgrade(
     upgrade: WebSocketUpgrade,
     request: Parts,
 ) -> Response {
-    if let Some(refused) = refusal(&service, &request.headers) {
-        return refused;
+    if service.is_shutting_down() {
+        return shutting_down();
     }
+    let slot = match admit(&service, &request) {
+        Ok(slot) => slot,
+        Err(refused) => return *refused,
+    };
     // hyper's header values and URI are slices of its read buffer (16 KiB): a kept
     // request keeps it alive. Keep a compact copy, and only for an authorization callback.
     let request = service.authorizes().then(|| Arc::new(compact(&request)));
@@ -346,7 +383,7 @@ async fn upgrade(
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(protocol::MAX_INBOUND_BYTES)
         .max_frame_size(protocol::MAX_INBOUND_BYTES)
-        .on_upgrade(move |socket| socket::serve(service, socket, request))
+        .on_upgrade(move |socket| socket::serve(service, socket, request, slot))
 }
 
 /// A copy of the request's parts that owns its bytes (see [`upgrade`]).

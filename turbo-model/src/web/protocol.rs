@@ -1,6 +1,12 @@
-//! The wire: the WebSocket protocol between the client element and the server (JSON
-//! text frames), and the Server-Sent Events records of the SSE endpoint. Every encoding
-//! of a frame is made here, once per frame and transport.
+//! The wire: the WebSocket protocol between the client element and the server, and the
+//! Server-Sent Events records of the SSE endpoint. Every encoding of a frame is made
+//! here, once per frame and transport.
+//!
+//! Every WebSocket text message is a JSON object, the *header*. A broadcast's header is
+//! followed by a newline and the `<turbo-stream>` element as it is, unescaped: the
+//! element is copied into the message once and never escaped, however long it is, and a
+//! client reads it as the text after the first newline (JSON written by the server has
+//! no newline).
 //!
 //! Client to server:
 //!
@@ -19,8 +25,9 @@
 //! {"type":"subscribed","stream":"room:1","token":"…","epoch":"9f2c…","seq":44}
 //! {"type":"subscribed","stream":"room:1","token":"…","epoch":"77a0…","seq":3,"gap":"epoch"}
 //! {"type":"unsubscribed","stream":"room:1","token":"…"}
-//! {"type":"message","stream":"room:1","seq":45,"html":"<turbo-stream …>"}
-//! {"type":"skip","stream":"room:1","seq":46,"html":""}
+//! {"type":"message","stream":"room:1","seq":45}
+//! <turbo-stream …>…</turbo-stream>
+//! {"type":"skip","stream":"room:1","seq":46}
 //! {"type":"ping"}
 //! {"type":"error","code":"invalid_token","message":"…","token":"…"}
 //! ```
@@ -197,27 +204,35 @@ pub(crate) fn parse(text: &str) -> Result<Inbound, String> {
 const WEBSOCKET: usize = 0;
 const EVENT_SOURCE: usize = 1;
 
-/// The wire form of one broadcast over a WebSocket.
+/// The header of one broadcast over a WebSocket.
 #[derive(Serialize)]
-struct MessageFrame<'a> {
+struct MessageHeader<'a> {
     r#type: &'static str,
     stream: &'a str,
     seq: u64,
-    html: &'a str,
 }
 
-/// The WebSocket text frame of a broadcast: `message`, or `skip` for the connection that
-/// must not apply it. Encoded once per frame, then shared.
+/// The WebSocket text message of a broadcast: the `message` header, a newline and the
+/// element; or the `skip` header alone, for the connection that must not apply it.
+/// Encoded once per frame, then shared.
 pub(crate) fn message(frame: &Frame) -> &Utf8Bytes {
     frame.encoded(WEBSOCKET, |frame| {
-        // Serializing strings and a number cannot fail; an empty object is a safe fallback.
-        serde_json::to_string(&MessageFrame {
+        // Serializing a string and a number cannot fail; an empty object is a safe
+        // fallback.
+        let header = serde_json::to_string(&MessageHeader {
             r#type: if frame.is_skip() { "skip" } else { "message" },
             stream: frame.stream().as_str(),
             seq: frame.seq(),
-            html: frame.html(),
         })
-        .unwrap_or_else(|_| String::from("{}"))
+        .unwrap_or_else(|_| String::from("{}"));
+        if frame.is_skip() {
+            return header;
+        }
+        let mut text = String::with_capacity(header.len() + 1 + frame.html().len());
+        text.push_str(&header);
+        text.push('\n');
+        text.push_str(frame.html());
+        text
     })
 }
 
@@ -326,11 +341,11 @@ mod tests {
     }
 
     #[test]
-    fn json_in_html_is_escaped_once_and_sse_splits_lines() {
+    fn the_element_follows_the_header_as_it_is_and_sse_splits_lines() {
         let frame = frame("<p>\"a\"\nb</p>");
         assert_eq!(
             message(&frame).as_str(),
-            r#"{"type":"message","stream":"r","seq":1,"html":"<p>\"a\"\nb</p>"}"#
+            "{\"type\":\"message\",\"stream\":\"r\",\"seq\":1}\n<p>\"a\"\nb</p>"
         );
         assert_eq!(
             event(&frame).as_str(),
@@ -356,7 +371,7 @@ mod tests {
         let skip = Frame::skip(&frame("<p>hi</p>"));
         assert_eq!(
             message(&skip).as_str(),
-            r#"{"type":"skip","stream":"r","seq":1,"html":""}"#
+            r#"{"type":"skip","stream":"r","seq":1}"#
         );
         assert_eq!(event(&skip).as_str(), "id: 00000000000000ff.1\n\n");
     }

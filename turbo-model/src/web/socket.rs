@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
@@ -11,6 +12,7 @@ use axum::http::request::Parts;
 use futures_util::SinkExt;
 
 use super::Service;
+use super::limits::Slot;
 use super::protocol::{self, ErrorCode, Inbound, Reply};
 use crate::hub::{Connection, Position, Since};
 
@@ -27,7 +29,7 @@ const BATCH: usize = 64;
 enum Stop {
     /// Close with this frame.
     Close(CloseFrame),
-    /// The socket is gone: nothing more to send.
+    /// The socket is gone, or stalled: nothing more to send.
     Gone,
 }
 
@@ -38,13 +40,19 @@ fn close(code: u16, reason: &'static str) -> Stop {
     })
 }
 
-/// Serves one upgraded socket.
-pub(crate) async fn serve(service: Service, mut socket: WebSocket, request: Option<Arc<Parts>>) {
+/// Serves one upgraded socket; `_slot` holds its place among the open connections.
+pub(crate) async fn serve(
+    service: Service,
+    mut socket: WebSocket,
+    request: Option<Arc<Parts>>,
+    _slot: Slot,
+) {
     let mut connection = service.hub().connect();
     let kick = connection.kick_signal();
     let mut shutdown = service.shutdown_signal();
     let id = connection.id().get();
     let heartbeat = service.settings().heartbeat;
+    let write_timeout = service.settings().write_timeout;
     tracing::debug!(connection = id, "socket open");
 
     let hello = Reply::Hello {
@@ -60,12 +68,16 @@ pub(crate) async fn serve(service: Service, mut socket: WebSocket, request: Opti
     };
     let kicked = kick.kicked();
     tokio::pin!(kicked);
-    let stop = match write_all(&mut socket, kicked.as_mut(), vec![text(hello.to_json())]).await {
+    let hello = vec![text(hello.to_json())];
+    let stop = match write_all(&mut socket, kicked.as_mut(), hello, write_timeout).await {
         Err(stop) => stop,
         Ok(()) => run(&mut socket, &mut state, kicked, &mut shutdown, heartbeat).await,
     };
     if let Stop::Close(frame) = stop {
-        let _ = socket.send(Message::Close(Some(frame))).await;
+        // The close frame goes out within the write timeout; then the socket is dropped,
+        // whatever the client does.
+        let close = socket.send(Message::Close(Some(frame)));
+        let _ = tokio::time::timeout(write_timeout, close).await;
     }
     tracing::debug!(connection = id, "socket closed");
 }
@@ -86,6 +98,7 @@ async fn run(
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
     heartbeat: Duration,
 ) -> Stop {
+    let write_timeout = state.service.settings().write_timeout;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut last_heard = Instant::now();
     let closing = super::closing(shutdown);
@@ -95,7 +108,7 @@ async fn run(
             biased;
             () = &mut kicked => return close(close_code::AGAIN, "too slow to keep up; reconnect"),
             () = &mut closing => {
-                return flush_for_shutdown(socket, state.connection, kicked).await;
+                return flush_for_shutdown(socket, state.connection, kicked, write_timeout).await;
             }
             inbound = socket.recv() => {
                 last_heard = Instant::now();
@@ -136,33 +149,64 @@ async fn run(
                 vec![Utf8Bytes::from(Reply::Ping.to_json())]
             }
         };
-        if let Err(stop) = write_all(socket, kicked.as_mut(), outbound).await {
+        if let Err(stop) = write_all(socket, kicked.as_mut(), outbound, write_timeout).await {
             return stop;
         }
     }
 }
 
-/// Writes text frames and flushes once, unless the hub kicks the connection first: a
-/// stalled write must not hold a slow client's resources forever.
+/// Writes text frames and flushes once, unless the hub kicks the connection first or
+/// the write makes no progress for `timeout`: a stalled write must not hold a slow
+/// client's resources forever. A write that times out drops the connection.
 async fn write_all(
     socket: &mut WebSocket,
     kicked: Pin<&mut impl Future<Output = ()>>,
     messages: Vec<Utf8Bytes>,
+    timeout: Duration,
 ) -> Result<(), Stop> {
     if messages.is_empty() {
         return Ok(());
     }
+    // A long replay to a client that reads is fine; a client that reads nothing is not:
+    // the watchdog fails the write when a whole timeout passes without a message going
+    // out. (No timer per message: it checks a counter.)
+    let progress = AtomicU64::new(0);
     let send = async {
         for message in messages {
             socket.feed(Message::Text(message)).await?;
+            progress.fetch_add(1, Ordering::Relaxed);
         }
         socket.flush().await
+    };
+    let mut send = std::pin::pin!(send);
+    // Most writes finish at once (the socket has room): no timer for those.
+    if let Some(sent) = futures_util::FutureExt::now_or_never(&mut send) {
+        return sent.map_err(|_| Stop::Gone);
+    }
+    let watchdog = async {
+        let mut seen = 0;
+        loop {
+            tokio::time::sleep(timeout).await;
+            let now = progress.load(Ordering::Relaxed);
+            if now == seen {
+                return;
+            }
+            seen = now;
+        }
     };
     tokio::select! {
         biased;
         () = kicked => Err(close(close_code::AGAIN, "too slow to keep up; reconnect")),
         sent = send => sent.map_err(|_| Stop::Gone),
+        () = watchdog => Err(stalled()),
     }
+}
+
+/// A write made no progress for the write timeout: the connection is dropped, without a
+/// close frame (nothing more can be written).
+fn stalled() -> Stop {
+    tracing::debug!("a write stalled past the write timeout; dropping the connection");
+    Stop::Gone
 }
 
 /// On shutdown: write what is queued (for a bounded time), then ask for a reconnect.
@@ -170,14 +214,14 @@ async fn flush_for_shutdown(
     socket: &mut WebSocket,
     connection: &mut Connection,
     mut kicked: Pin<&mut impl Future<Output = ()>>,
+    write_timeout: Duration,
 ) -> Stop {
     let mut queued = Vec::new();
     while let Some(frame) = connection.try_next_frame() {
         queued.push(protocol::message(&frame).clone());
     }
-    if let Ok(Err(stop)) =
-        tokio::time::timeout(FLUSH_FOR, write_all(socket, kicked.as_mut(), queued)).await
-    {
+    let flush = write_all(socket, kicked.as_mut(), queued, write_timeout);
+    if let Ok(Err(stop)) = tokio::time::timeout(FLUSH_FOR, flush).await {
         return stop;
     }
     close(close_code::RESTART, "server restarting; reconnect")
@@ -202,6 +246,10 @@ fn close_for(error: axum::Error) -> Stop {
             tracing::debug!(error = %protocol, "WebSocket protocol error");
             close(close_code::PROTOCOL, "protocol error")
         }
+        Some(tungstenite::Error::Utf8(_)) => {
+            tracing::debug!("a text message that is not UTF-8");
+            close(close_code::INVALID, "text messages must be UTF-8")
+        }
         _ => {
             tracing::debug!(error = %inner, "socket read failed");
             Stop::Gone
@@ -209,7 +257,11 @@ fn close_for(error: axum::Error) -> Stop {
     }
 }
 
+/// An `error` frame. The token is echoed so that the client knows which stream was
+/// refused, unless it is longer than any token the server signs: a refusal never sends
+/// back more than it has to.
 fn error_reply(code: ErrorCode, message: String, token: Option<&str>) -> Utf8Bytes {
+    let token = token.filter(|token| token.len() <= crate::signing::MAX_TOKEN_LEN);
     text(
         Reply::Error {
             code,

@@ -40,10 +40,18 @@ pub(crate) async fn events(
     params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
     request: axum::http::request::Parts,
 ) -> Response {
-    let headers = &request.headers;
-    if let Some(refused) = super::refusal(&service, headers) {
-        return refused;
+    if service.is_shutting_down() {
+        // Not an error status: EventSource gives up on those for good. An empty stream
+        // that ends makes it come back in a second, to this process restarted or to
+        // another one.
+        return come_back_soon();
     }
+    let slot = match super::admit(&service, &request) {
+        Ok(slot) => slot,
+        // A refusal for the limits is a 503: EventSource gives up on it, so the page
+        // stops updating. It reloads when the user comes back to it.
+        Err(refused) => return *refused,
+    };
     let Ok(Query(params)) = params else {
         return (
             StatusCode::BAD_REQUEST,
@@ -83,16 +91,8 @@ pub(crate) async fn events(
         Ok(subscribed) => subscribed,
         Err(error) => {
             tracing::warn!(%stream, %error, "the broker could not answer an SSE subscription");
-            // Not an error status: EventSource gives up on those. An empty stream that
-            // ends makes it come back in a second, with its Last-Event-ID.
-            return (
-                [
-                    (header::CONTENT_TYPE, "text/event-stream"),
-                    (header::CACHE_CONTROL, "no-cache"),
-                ],
-                format!("retry: {RETRY_MS}\n\n"),
-            )
-                .into_response();
+            // It comes back in a second, with its Last-Event-ID.
+            return come_back_soon();
         }
     };
 
@@ -116,6 +116,7 @@ pub(crate) async fn events(
     first.extend(subscribed.replay.iter().map(|f| protocol::event(f).clone()));
 
     let state = Events {
+        _slot: slot,
         kick: connection.kick_signal(),
         connection,
         shutdown: service.shutdown_signal(),
@@ -139,8 +140,23 @@ fn heartbeat_ticker(every: Duration) -> tokio::time::Interval {
     tokio::time::interval_at(tokio::time::Instant::now() + every, every)
 }
 
+/// An empty event stream that ends: `EventSource` reconnects after `retry`, with its
+/// `Last-Event-ID`.
+fn come_back_soon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        format!("retry: {RETRY_MS}\n\n"),
+    )
+        .into_response()
+}
+
 /// The state of one event stream between chunks.
 struct Events {
+    /// Its place among the open connections.
+    _slot: super::limits::Slot,
     connection: Connection,
     kick: KickSignal,
     shutdown: tokio::sync::watch::Receiver<bool>,
