@@ -313,6 +313,24 @@ impl Turbo {
         self.inner.service.router()
     }
 
+    /// Asks the application's authorizer ([`Builder::authorize`](crate::Builder::authorize))
+    /// again about the live subscriptions `which` picks: the ones it now refuses end with
+    /// the `forbidden` error (WebSocket) or the end of the event stream (SSE), and their
+    /// pages stop receiving the stream. Returns how many connections were asked; the
+    /// answers come as the authorizer gives them, without stalling the connections.
+    /// Does nothing without an authorizer.
+    ///
+    /// ```no_run
+    /// # fn f(turbo: &turbo_model::Turbo) -> turbo_model::Result<()> {
+    /// use turbo_model::web::Subscriptions;
+    /// // The user was removed from room 7: its pages there stop updating.
+    /// turbo.reauthorize(Subscriptions::Stream(turbo_model::StreamName::new("room:7")?));
+    /// # Ok(()) }
+    /// ```
+    pub fn reauthorize(&self, which: crate::web::Subscriptions) -> usize {
+        self.inner.service.reauthorize(&which)
+    }
+
     /// Stops taking stream connections and closes the open ones: each writes what is
     /// queued for it (for up to 2 seconds), then closes with code 1012 so that its client
     /// reconnects, to this process if it comes back or to another. Waits until every

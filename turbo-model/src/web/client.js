@@ -362,6 +362,8 @@ class Connection {
           break;
         }
         console.error(`turbo-model: ${message.code}: ${message.message}`);
+        // A refused (or ended) subscription is not live: the element is not connected.
+        if (message.token && this.confirmed.delete(message.token)) this.refreshConnected();
         let renew = message.code === "invalid_token" && this.tokens.has(message.token);
         for (const element of this.tokens.get(message.token) || []) {
           const event = new CustomEvent("turbo-model:error", {

@@ -40,6 +40,7 @@ mod limits;
 mod listener;
 mod origin;
 pub mod protocol;
+mod recheck;
 pub(crate) mod socket;
 mod sse;
 
@@ -60,6 +61,8 @@ use limits::Slot;
 pub(crate) use limits::{ConnectionLimits, open_file_limit};
 pub use listener::{DeadlineIo, Listener, PeerAddr};
 pub use origin::{AllowedOrigins, reject_cross_site};
+pub use recheck::Subscriptions;
+use recheck::{Registration, Registry};
 pub(crate) use socket::InboundRate;
 
 use crate::backend::{Backend, Resume};
@@ -169,6 +172,7 @@ struct ServiceInner {
     metrics: Arc<Metrics>,
     shutdown: tokio::sync::watch::Sender<bool>,
     limits: ConnectionLimits,
+    rechecks: Arc<Registry>,
 }
 
 impl Service {
@@ -191,6 +195,7 @@ impl Service {
                 metrics,
                 shutdown: tokio::sync::watch::Sender::new(false),
                 limits,
+                rechecks: Arc::default(),
             }),
         }
     }
@@ -262,20 +267,51 @@ impl Service {
                 subscribed.gap,
             ));
         }
-        match self.inner.backend.resume(stream.clone(), since).await {
+        match self.resume(stream.clone(), since).await {
             Ok(resume) => {
                 connection.sent_up_to(stream, resume.position.seq);
-                if resume.gap.is_some() {
-                    self.inner.metrics.gap();
-                } else {
-                    self.inner.metrics.replayed(resume.replay.len());
-                }
+                self.count_resume(&resume);
                 Ok(resume)
             }
             Err(error) => {
                 connection.unsubscribe(stream);
                 Err(error)
             }
+        }
+    }
+
+    /// The broker's answer for a subscription the hub handed over (see
+    /// [`subscribe`](Self::subscribe)), as a future that borrows nothing.
+    pub(crate) fn resume(
+        &self,
+        stream: StreamName,
+        since: Option<Since>,
+    ) -> crate::backend::BoxFuture<crate::error::Result<Resume>> {
+        self.inner.backend.resume(stream, since)
+    }
+
+    /// Counts a broker's answer in the metrics.
+    pub(crate) fn count_resume(&self, resume: &Resume) {
+        if resume.gap.is_some() {
+            self.inner.metrics.gap();
+        } else {
+            self.inner.metrics.replayed(resume.replay.len());
+        }
+    }
+
+    /// Makes a connection one that [`reauthorize`](Self::reauthorize) can ask, until the
+    /// returned guard drops.
+    pub(crate) fn register(&self, id: ConnectionId, request: Option<Arc<Parts>>) -> Registration {
+        self.inner.rechecks.register(id, request)
+    }
+
+    /// Asks the open connections `which` picks to check their subscriptions with the
+    /// authorizer again; returns how many were asked.
+    pub(crate) fn reauthorize(&self, which: &Subscriptions) -> usize {
+        if self.authorizes() {
+            self.inner.rechecks.ask(which)
+        } else {
+            0
         }
     }
 

@@ -115,8 +115,16 @@ pub(crate) async fn events(
     let mut first: Vec<Utf8Bytes> = vec![Utf8Bytes::from(opening)];
     first.extend(subscribed.replay.iter().map(|f| protocol::event(f).clone()));
 
+    // Kept (compact) only when an authorizer may be asked again.
+    let kept = service
+        .authorizes()
+        .then(|| std::sync::Arc::new(super::compact(&request)));
     let state = Events {
         _slot: slot,
+        registration: service.register(connection.id(), kept.clone()),
+        request: kept,
+        service: service.clone(),
+        stream,
         kick: connection.kick_signal(),
         connection,
         shutdown: service.shutdown_signal(),
@@ -157,6 +165,11 @@ fn come_back_soon() -> Response {
 struct Events {
     /// Its place among the open connections.
     _slot: super::limits::Slot,
+    /// Where `reauthorize` asks it.
+    registration: super::recheck::Registration,
+    service: Service,
+    request: Option<std::sync::Arc<axum::http::request::Parts>>,
+    stream: crate::name::StreamName,
     connection: Connection,
     kick: KickSignal,
     shutdown: tokio::sync::watch::Receiver<bool>,
@@ -192,6 +205,17 @@ impl Events {
                 },
                 _ = self.ticker.tick() => {
                     self.pending.push(Utf8Bytes::from_static(": ping\n\n"));
+                }
+                asked = self.registration.signal().asked() => {
+                    if asked.iter().any(|streams| streams.matches(&self.stream)) {
+                        // Output waits meanwhile: this connection carries this one stream.
+                        let check = self.service.authorize(self.request.as_ref(), &self.stream);
+                        if let Err(reason) = check.await {
+                            tracing::info!(stream = %self.stream, %reason, "SSE subscription ended: the application no longer allows it");
+                            // EventSource reconnects; its new request is refused with 403.
+                            self.ending = true;
+                        }
+                    }
                 }
             }
         }

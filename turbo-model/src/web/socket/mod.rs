@@ -1,6 +1,9 @@
 //! One WebSocket connection: requests in, frames out, heartbeats both ways, until either
 //! side stops, the hub kicks it, or the server shuts down.
 
+mod rate;
+mod requests;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,17 +12,20 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use axum::http::request::Parts;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
+
+pub(crate) use rate::InboundRate;
+use requests::State;
+pub(crate) use requests::start_seq;
 
 use super::Service;
 use super::limits::Slot;
-use super::protocol::{self, ErrorCode, Inbound, Reply};
-use crate::hub::{Connection, Position, Since};
+use super::protocol::{self, ErrorCode, Reply};
+use super::recheck::Registration;
+use crate::hub::Connection;
 
 /// Close code for a client that stopped answering heartbeats.
 const HEARTBEAT_TIMEOUT: u16 = 4000;
-/// Refused requests in a row after which a flooding client is disconnected.
-const MAX_REFUSED_IN_A_ROW: u32 = 100;
 /// How long a shutting-down connection may spend flushing its queue.
 const FLUSH_FOR: Duration = Duration::from_secs(2);
 /// Queued frames written together, before the socket is read again.
@@ -59,19 +65,24 @@ pub(crate) async fn serve(
         connection: service.connection_token(connection.id()),
         heartbeat_ms: u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX),
     };
-    let mut state = State {
-        service: &service,
-        request,
-        connection: &mut connection,
-        limiter: RateLimiter::new(service.settings().inbound_rate),
-        refused_in_a_row: 0,
-    };
+    let registration = service.register(connection.id(), request.clone());
+    let mut state = State::new(&service, request, &mut connection);
     let kicked = kick.kicked();
     tokio::pin!(kicked);
     let hello = vec![text(hello.to_json())];
     let stop = match write_all(&mut socket, kicked.as_mut(), hello, write_timeout).await {
         Err(stop) => stop,
-        Ok(()) => run(&mut socket, &mut state, kicked, &mut shutdown, heartbeat).await,
+        Ok(()) => {
+            run(
+                &mut socket,
+                &mut state,
+                &registration,
+                kicked,
+                &mut shutdown,
+                heartbeat,
+            )
+            .await
+        }
     };
     if let Stop::Close(frame) = stop {
         // The close frame goes out within the write timeout; then the socket is dropped,
@@ -82,18 +93,10 @@ pub(crate) async fn serve(
     tracing::debug!(connection = id, "socket closed");
 }
 
-struct State<'a> {
-    service: &'a Service,
-    /// The request that opened the connection, kept only for an authorization callback.
-    request: Option<Arc<Parts>>,
-    connection: &'a mut Connection,
-    limiter: RateLimiter,
-    refused_in_a_row: u32,
-}
-
 async fn run(
     socket: &mut WebSocket,
     state: &mut State<'_>,
+    registration: &Registration,
     mut kicked: Pin<&mut impl Future<Output = ()>>,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
     heartbeat: Duration,
@@ -115,7 +118,7 @@ async fn run(
                 match inbound {
                     None | Some(Ok(Message::Close(_))) => return Stop::Gone,
                     Some(Err(error)) => return close_for(error),
-                    Some(Ok(Message::Text(request))) => match state.request(&request).await {
+                    Some(Ok(Message::Text(request))) => match state.request(&request) {
                         Ok(replies) => replies,
                         Err(stop) => return stop,
                     },
@@ -126,6 +129,16 @@ async fn run(
                     )],
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Vec::new(),
                 }
+            }
+            Some(done) = state.pending.next(), if !state.pending.is_empty() => {
+                match state.finish(done) {
+                    Ok(replies) => replies,
+                    Err(stop) => return stop,
+                }
+            }
+            asked = registration.signal().asked() => {
+                state.recheck(|stream| asked.iter().any(|streams| streams.matches(stream)));
+                Vec::new()
             }
             frame = state.connection.next_frame() => match frame {
                 // What else is queued goes out with it, before the socket is read again.
@@ -270,218 +283,4 @@ fn error_reply(code: ErrorCode, message: String, token: Option<&str>) -> Utf8Byt
         }
         .to_json(),
     )
-}
-
-impl State<'_> {
-    /// Answers one request: its reply, then any replayed frames, in order.
-    async fn request(&mut self, request: &str) -> Result<Vec<Utf8Bytes>, Stop> {
-        if !self.limiter.admit(Instant::now()) {
-            self.refused_in_a_row += 1;
-            if self.refused_in_a_row >= MAX_REFUSED_IN_A_ROW {
-                return Err(close(close_code::POLICY, "too many requests"));
-            }
-            let rate = self.service.settings().inbound_rate;
-            return Ok(vec![error_reply(
-                ErrorCode::RateLimited,
-                format!(
-                    "at most {} requests per second (bursts of {}); this one was dropped",
-                    rate.per_second, rate.burst
-                ),
-                None,
-            )]);
-        }
-        let (replies, refused) = match self.answer(request).await {
-            Answer::Done(replies) => (replies, false),
-            Answer::Refused(reply) => (vec![reply], true),
-            Answer::Stop(stop) => return Err(stop),
-        };
-        self.refused_in_a_row = if refused {
-            self.refused_in_a_row + 1
-        } else {
-            0
-        };
-        if self.refused_in_a_row >= MAX_REFUSED_IN_A_ROW {
-            return Err(close(close_code::POLICY, "too many refused requests"));
-        }
-        Ok(replies)
-    }
-
-    async fn answer(&mut self, request: &str) -> Answer {
-        let (token, since, subscribe) = match protocol::parse(request) {
-            Ok(Inbound::Pong {}) => return Answer::Done(Vec::new()),
-            Ok(Inbound::Subscribe { stream, since }) => (stream, since, true),
-            Ok(Inbound::Unsubscribe { stream }) => (stream, None, false),
-            Err(message) => {
-                return Answer::Refused(error_reply(ErrorCode::BadRequest, message, None));
-            }
-        };
-        let stream = match self.service.verify(&token) {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::info!(connection = self.connection.id().get(), %error, "subscription refused");
-                return Answer::Refused(error_reply(
-                    ErrorCode::InvalidToken,
-                    format!("stream token refused: {error}"),
-                    Some(&token),
-                ));
-            }
-        };
-        if !subscribe {
-            self.connection.unsubscribe(&stream);
-            let reply = Reply::Unsubscribed {
-                stream: stream.as_str(),
-                token: &token,
-            };
-            return Answer::Done(vec![text(reply.to_json())]);
-        }
-        let limit = self.service.settings().max_subscriptions;
-        if self.connection.streams().len() >= limit && !self.connection.streams().contains(&stream)
-        {
-            return Answer::Refused(error_reply(
-                ErrorCode::TooManySubscriptions,
-                format!("a connection may subscribe to at most {limit} streams"),
-                Some(&token),
-            ));
-        }
-        if let Err(reason) = self.service.authorize(self.request.as_ref(), &stream).await {
-            tracing::info!(
-                connection = self.connection.id().get(),
-                %stream,
-                %reason,
-                "subscription refused by the application"
-            );
-            return Answer::Refused(error_reply(
-                ErrorCode::Forbidden,
-                format!("subscription to `{stream}` refused: {reason}"),
-                Some(&token),
-            ));
-        }
-        let since = since.map(|s| s.since());
-        let subscribed = match self
-            .service
-            .subscribe(self.connection, &stream, since)
-            .await
-        {
-            Ok(subscribed) => subscribed,
-            Err(error) => {
-                tracing::warn!(%stream, %error, "the broker could not answer a subscription");
-                return Answer::Stop(close(
-                    close_code::AGAIN,
-                    "stream history unavailable; reconnect",
-                ));
-            }
-        };
-        let reply = Reply::Subscribed {
-            stream: stream.as_str(),
-            token: &token,
-            epoch: Position::epoch_hex(subscribed.position.epoch),
-            seq: start_seq(since, &subscribed),
-            gap: subscribed.gap,
-        };
-        let mut out = Vec::with_capacity(1 + subscribed.replay.len());
-        out.push(text(reply.to_json()));
-        out.extend(
-            subscribed
-                .replay
-                .iter()
-                .map(|f| protocol::message(f).clone()),
-        );
-        Answer::Done(out)
-    }
-}
-
-/// The sequence number a `subscribed` reply names. A page subscribing from a time has
-/// no position yet: it is told the stream's position at that time, and the replay
-/// follows. A resuming client keeps its own position; it is told where the stream is.
-pub(crate) fn start_seq(since: Option<Since>, resume: &crate::backend::Resume) -> u64 {
-    match (since, resume.replay.first()) {
-        (Some(Since::Time(_)), Some(first)) if resume.gap.is_none() => first.seq() - 1,
-        _ => resume.position.seq,
-    }
-}
-
-/// What a request produced.
-enum Answer {
-    /// Replies to send (possibly none).
-    Done(Vec<Utf8Bytes>),
-    /// The request was refused with this error frame.
-    Refused(Utf8Bytes),
-    /// The connection must close.
-    Stop(Stop),
-}
-
-/// Requests per second a connection may send, with bursts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub(crate) struct InboundRate {
-    /// Sustained requests per second.
-    pub(crate) per_second: u32,
-    /// Requests allowed at once.
-    pub(crate) burst: u32,
-}
-
-impl Default for InboundRate {
-    /// 20 per second, and bursts of 120: enough for a page to subscribe to every stream
-    /// a connection may hold ([`DEFAULT_MAX_SUBSCRIPTIONS`](crate::DEFAULT_MAX_SUBSCRIPTIONS))
-    /// at once when it reconnects.
-    fn default() -> Self {
-        Self {
-            per_second: 20,
-            burst: 120,
-        }
-    }
-}
-
-/// A token bucket.
-struct RateLimiter {
-    rate: InboundRate,
-    tokens: f64,
-    at: Instant,
-}
-
-impl RateLimiter {
-    fn new(rate: InboundRate) -> Self {
-        Self {
-            rate,
-            tokens: f64::from(rate.burst),
-            at: Instant::now(),
-        }
-    }
-
-    fn admit(&mut self, now: Instant) -> bool {
-        let refill = now.duration_since(self.at).as_secs_f64() * f64::from(self.rate.per_second);
-        self.tokens = (self.tokens + refill).min(f64::from(self.rate.burst));
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_bucket_allows_bursts_then_the_rate() {
-        let start = Instant::now();
-        let mut limiter = RateLimiter::new(InboundRate {
-            per_second: 10,
-            burst: 3,
-        });
-        assert!((0..3).all(|_| limiter.admit(start)));
-        assert!(!limiter.admit(start));
-        assert!(limiter.admit(start + Duration::from_millis(100)));
-        assert!(!limiter.admit(start + Duration::from_millis(100)));
-        assert!(limiter.admit(start + Duration::from_secs(60)));
-        assert!(limiter.admit(start + Duration::from_secs(60)));
-        assert!(limiter.admit(start + Duration::from_secs(60)));
-        assert!(
-            !limiter.admit(start + Duration::from_secs(60)),
-            "capped at the burst"
-        );
-    }
 }

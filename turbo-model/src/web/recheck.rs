@@ -1,0 +1,227 @@
+//! Asking the application again about live subscriptions: access can be revoked.
+//!
+//! The authorizer ([`Builder::authorize`](crate::Builder::authorize)) answers when a
+//! page subscribes. When what it decided on changes (a user is removed from a room, signs
+//! out, is banned), [`Turbo::reauthorize`](crate::Turbo::reauthorize) makes the open
+//! connections ask it again for the subscriptions it picks; those it now refuses end
+//! with the `forbidden` error, and their pages stop receiving the stream.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use axum::http::request::Parts;
+use tokio::sync::Notify;
+
+use crate::name::{ConnectionId, StreamName};
+
+/// Which live subscriptions [`Turbo::reauthorize`](crate::Turbo::reauthorize) asks about.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Subscriptions {
+    /// Every subscription of every connection.
+    All,
+    /// Every subscription to this stream.
+    Stream(StreamName),
+    /// Every subscription of this connection.
+    Connection(ConnectionId),
+    /// Every subscription of the connections whose opening request this picks: a
+    /// user's, by a cookie or an extension a layer put there.
+    Where(Arc<dyn Fn(&Parts) -> bool + Send + Sync>),
+}
+
+impl fmt::Debug for Subscriptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::All => f.write_str("All"),
+            Self::Stream(stream) => f.debug_tuple("Stream").field(stream).finish(),
+            Self::Connection(id) => f.debug_tuple("Connection").field(id).finish(),
+            Self::Where(_) => f.write_str("Where(..)"),
+        }
+    }
+}
+
+impl Subscriptions {
+    /// Every subscription of the connections whose opening request `picks` selects.
+    pub fn of_requests(picks: impl Fn(&Parts) -> bool + Send + Sync + 'static) -> Self {
+        Self::Where(Arc::new(picks))
+    }
+}
+
+/// Which of a connection's streams to ask about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Streams {
+    All,
+    One(StreamName),
+}
+
+impl Streams {
+    pub(crate) fn matches(&self, stream: &StreamName) -> bool {
+        match self {
+            Self::All => true,
+            Self::One(one) => one == stream,
+        }
+    }
+}
+
+/// Questions waiting for one connection, and the wake-up that tells it.
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    asked: Mutex<Vec<Streams>>,
+    notify: Notify,
+}
+
+/// Questions waiting per connection, at most: past it, they merge into "all streams".
+const MAX_ASKED: usize = 16;
+
+impl Signal {
+    fn ask(&self, streams: Streams) {
+        let mut asked = self
+            .asked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if asked.contains(&Streams::All) {
+            // Already asked about everything.
+        } else if streams == Streams::All || asked.len() >= MAX_ASKED {
+            *asked = vec![Streams::All];
+        } else if !asked.contains(&streams) {
+            asked.push(streams);
+        }
+        drop(asked);
+        self.notify.notify_one();
+    }
+
+    /// Waits for questions; cancel-safe.
+    pub(crate) async fn asked(&self) -> Vec<Streams> {
+        loop {
+            let taken = std::mem::take(
+                &mut *self
+                    .asked
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            if !taken.is_empty() {
+                return taken;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// The open connections that can be asked, with their opening requests.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    connections: Mutex<HashMap<ConnectionId, Entry>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    request: Option<Arc<Parts>>,
+    signal: Arc<Signal>,
+}
+
+impl Registry {
+    /// Registers a connection until the returned guard drops.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        id: ConnectionId,
+        request: Option<Arc<Parts>>,
+    ) -> Registration {
+        let signal = Arc::new(Signal::default());
+        self.lock().insert(
+            id,
+            Entry {
+                request,
+                signal: Arc::clone(&signal),
+            },
+        );
+        Registration {
+            registry: Arc::clone(self),
+            id,
+            signal,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, Entry>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Asks the connections `which` picks; returns how many.
+    pub(crate) fn ask(&self, which: &Subscriptions) -> usize {
+        let connections = self.lock();
+        let mut asked = 0;
+        for (id, entry) in connections.iter() {
+            let streams = match which {
+                Subscriptions::All => Some(Streams::All),
+                Subscriptions::Stream(stream) => Some(Streams::One(stream.clone())),
+                Subscriptions::Connection(wanted) => (wanted == id).then_some(Streams::All),
+                Subscriptions::Where(picks) => entry
+                    .request
+                    .as_deref()
+                    .is_some_and(|request| picks(request))
+                    .then_some(Streams::All),
+            };
+            if let Some(streams) = streams {
+                entry.signal.ask(streams);
+                asked += 1;
+            }
+        }
+        asked
+    }
+}
+
+/// A connection's place in the [`Registry`]; leaves it when dropped.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    registry: Arc<Registry>,
+    id: ConnectionId,
+    signal: Arc<Signal>,
+}
+
+impl Registration {
+    pub(crate) fn signal(&self) -> &Signal {
+        &self.signal
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> StreamName {
+        StreamName::new(s).expect("valid")
+    }
+
+    #[tokio::test]
+    async fn questions_reach_the_connections_they_pick_and_merge_when_many() {
+        let registry = Arc::new(Registry::default());
+        let a = registry.register(ConnectionId::new(1, 1), None);
+        let b = registry.register(ConnectionId::new(1, 2), None);
+        assert_eq!(
+            registry.ask(&Subscriptions::Connection(ConnectionId::new(1, 2))),
+            1
+        );
+        assert_eq!(b.signal().asked().await, [Streams::All]);
+        assert_eq!(registry.ask(&Subscriptions::Stream(name("room:1"))), 2);
+        assert_eq!(a.signal().asked().await, [Streams::One(name("room:1"))]);
+        for n in 0..20 {
+            registry.ask(&Subscriptions::Stream(name(&format!("room:{n}"))));
+        }
+        assert_eq!(a.signal().asked().await, [Streams::All], "merged");
+        assert_eq!(
+            registry.ask(&Subscriptions::of_requests(|_| true)),
+            0,
+            "no request kept"
+        );
+        drop(a);
+        assert_eq!(registry.ask(&Subscriptions::All), 1);
+    }
+}
