@@ -72,6 +72,25 @@ impl TestRedis {
         }
     }
 
+    /// Freezes the server (SIGSTOP): it keeps its data and its connections, and answers
+    /// nothing until [`resume`](Self::resume). A broker that is unreachable for a while.
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Lets a [`pause`](Self::pause)d server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        if let Some(child) = &self.child {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+            nix::sys::signal::kill(pid, signal)
+                .unwrap_or_else(|e| panic!("signal {signal} to redis-server: {e}"));
+        }
+    }
+
     /// Starts it again on the same port, empty.
     pub fn restart(&mut self) {
         self.stop();

@@ -2,6 +2,8 @@
 //! router on an ephemeral loopback port: for delivery tests that need their own limits,
 //! history or shutdown, apart from the process's installed one.
 
+use std::time::Duration;
+
 use turbo_model::{Action, Builder, Content, StreamAction, Turbo};
 
 /// A running router of one `Turbo`.
@@ -11,6 +13,7 @@ pub struct Standalone {
     /// `127.0.0.1:PORT`.
     pub address: std::net::SocketAddr,
     server: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Standalone {
@@ -45,14 +48,39 @@ impl Standalone {
             .local_addr()
             .unwrap_or_else(|e| panic!("address: {e}"));
         let app: axum::Router = app.merge(turbo.router());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = turbo.clone();
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let stopped = async move {
+                let _ = stopped.await;
+            };
+            let _ = serving
+                .serve_until(listener, app, Duration::from_secs(2), stopped)
+                .await;
         });
         Self {
             turbo,
             address,
             server,
+            stop: Some(stop),
         }
+    }
+
+    /// Stops serving the way a signal does (`Turbo::serve_until` with a 2 s grace);
+    /// returns once the server has stopped, and how long that took.
+    ///
+    /// # Panics
+    ///
+    /// If the server task failed.
+    pub async fn stop(&mut self) -> Duration {
+        let started = std::time::Instant::now();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.server)
+            .await
+            .unwrap_or_else(|e| panic!("the server task: {e}"));
+        started.elapsed()
     }
 
     /// `http://127.0.0.1:PORT`.

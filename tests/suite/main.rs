@@ -13,6 +13,7 @@ mod chaos;
 mod delivery;
 mod hook_errors;
 mod hooks;
+mod integrity;
 mod jobs;
 mod orders;
 mod parity;

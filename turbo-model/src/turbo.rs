@@ -392,16 +392,32 @@ impl Turbo {
         app: Router,
         grace: Duration,
     ) -> std::io::Result<()> {
+        self.serve_until(listener, app, grace, crate::web::stop_requested())
+            .await
+    }
+
+    /// As [`serve`](Self::serve), stopping when `stop` resolves instead of on a signal.
+    ///
+    /// # Errors
+    ///
+    /// The HTTP server's I/O error.
+    pub async fn serve_until(
+        &self,
+        listener: tokio::net::TcpListener,
+        app: Router,
+        grace: Duration,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let turbo = self.clone();
         let (stopping, mut stopped) = tokio::sync::watch::channel(false);
-        let listener =
-            crate::web::Listener::new(listener, self.inner.service.settings().write_timeout);
+        let write_timeout = self.inner.service.settings().write_timeout;
+        let listener = crate::web::Listener::new(listener, write_timeout);
         let server = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<crate::web::PeerAddr>(),
         )
         .with_graceful_shutdown(async move {
-            crate::web::stop_requested().await;
+            stop.await;
             stopping.send_replace(true);
             tracing::info!("stopping: closing live connections");
             turbo.shutdown(grace).await;
@@ -409,7 +425,7 @@ impl Turbo {
         // The server waits for every connection to end; a client that never lets one end
         // must not keep the process alive: past the grace period and the write timeout,
         // what is left is dropped.
-        let bound = grace + self.inner.service.settings().write_timeout + Duration::from_secs(1);
+        let bound = grace + write_timeout + Duration::from_secs(1);
         tokio::select! {
             served = server.into_future() => served,
             () = async {

@@ -24,8 +24,17 @@ use crate::name::{ConnectionId, StreamName};
 ///
 /// KEYS: the stream's meta hash (epoch, seq, created) and its log. ARGV: a fresh epoch,
 /// the element, the excepted connection, the log length, the TTL, the channel, the
-/// stream name, the time.
+/// stream name, the time, this process and the publication's number in it.
+///
+/// A retry of a publication Redis already took (its answer was lost to a timeout) is
+/// recognised by the process's last number in the meta hash and not published twice.
 const PUBLISH: &str = r"
+local from = 'p:' .. ARGV[9]
+local last = tonumber(redis.call('HGET', KEYS[1], from) or '0')
+if last >= tonumber(ARGV[10]) then
+  return {'done', '0'}
+end
+redis.call('HSET', KEYS[1], from, ARGV[10])
 if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
   redis.call('HSET', KEYS[1], 'created', ARGV[8])
 end
@@ -472,6 +481,8 @@ impl Backend for Redis {
                     settings: feed.settings(),
                     queued_bytes,
                     lost: HashSet::new(),
+                    process: Position::epoch_hex(new_epoch()),
+                    published: 0,
                 }
                 .run(jobs, stopped.clone()),
             ),
@@ -580,6 +591,9 @@ struct Publisher {
     queued_bytes: Arc<AtomicUsize>,
     /// Streams that lost a broadcast and are not on a new epoch yet.
     lost: HashSet<StreamName>,
+    /// This process, to the publish script (random), and its publications' numbers.
+    process: String,
+    published: u64,
 }
 
 /// The first pause between attempts; it doubles up to [`MAX_RETRY_DELAY`].
@@ -620,20 +634,31 @@ impl Publisher {
     /// Publishes one broadcast, retrying until its deadline; past it, marks its stream.
     async fn publish(&mut self, job: &Queued, stopped: &mut watch::Receiver<bool>) {
         let stream = &job.publication.stream;
+        // One number for every attempt: Redis publishes it once.
+        self.published += 1;
         let mut delay = RETRY_DELAY;
+        let deadline = self.redis.inner.publish_deadline;
         loop {
-            let attempt = if self.lost.contains(stream) {
-                match self.move_to_new_epoch(stream).await {
-                    Ok(()) => self.publish_once(&job.publication).await,
-                    Err(error) => Err(error),
+            // An attempt may not outlast the deadline either (a reconnecting client
+            // would wait for Redis as long as it takes).
+            let left = deadline.saturating_sub(job.at.elapsed()).max(RETRY_DELAY);
+            let attempt = async {
+                if self.lost.contains(stream) {
+                    self.move_to_new_epoch(stream).await?;
                 }
-            } else {
                 self.publish_once(&job.publication).await
+            };
+            let attempt = match tokio::time::timeout(left, attempt).await {
+                Ok(attempt) => attempt,
+                Err(_) => Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "no answer from Redis before the publish deadline",
+                ))),
             };
             let Err(error) = attempt else {
                 return;
             };
-            if job.at.elapsed() >= self.redis.inner.publish_deadline || *stopped.borrow() {
+            if job.at.elapsed() >= deadline || *stopped.borrow() {
                 self.lose(stream, &error);
                 return;
             }
@@ -666,6 +691,8 @@ impl Publisher {
             .arg(&self.redis.inner.channel)
             .arg(publication.stream.as_str())
             .arg(clock::now_micros())
+            .arg(&self.process)
+            .arg(self.published)
             .invoke_async(&mut self.connection)
             .await?;
         Ok(())
