@@ -128,11 +128,9 @@ async fn a_broadcast_lost_in_a_network_cut_is_a_gap_not_a_silent_hole() {
     network.restore();
 
     // The process is subscribed again: its clients are closed, and resume ...
-    let closed = loop {
-        match next_frame(&mut client, Duration::from_secs(15)).await {
-            Received::Closed(close) => break close,
-            Received::Json(frame) => panic!("the broadcast was given up: {frame}"),
-        }
+    let closed = match next_frame(&mut client, Duration::from_secs(15)).await {
+        Received::Closed(close) => close,
+        Received::Json(frame) => panic!("the broadcast was given up: {frame}"),
     };
     assert_eq!(closed.map(|(code, _)| code), Some(1013));
     // ... into the gap signal: Redis still has the stream at seq 1, but the broadcast
