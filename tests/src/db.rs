@@ -15,6 +15,7 @@ pub struct PgDatabase {
     pub db: DatabaseConnection,
     admin: DatabaseConnection,
     name: String,
+    url: String,
 }
 
 impl PgDatabase {
@@ -41,7 +42,17 @@ impl PgDatabase {
         let db = Database::connect(&url)
             .await
             .map_err(|e| format!("connect {url}: {e}"))?;
-        Ok(Self { db, admin, name })
+        Ok(Self {
+            db,
+            admin,
+            name,
+            url,
+        })
+    }
+
+    /// The fresh database's URL, for another process.
+    pub fn url(&self) -> String {
+        self.url.clone()
     }
 
     /// Closes the connection and drops the database.

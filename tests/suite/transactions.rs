@@ -335,3 +335,45 @@ async fn a_plain_seaorm_transaction_still_broadcasts_but_before_commit() {
         })
         .await;
 }
+
+#[tokio::test]
+async fn a_caller_that_stops_waiting_for_commit_cannot_lose_the_broadcasts() {
+    turbo()
+        .scope(async {
+            let conn = Database::connect("sqlite::memory:").await.expect("sqlite");
+            let schema = Schema::new(conn.get_database_backend());
+            conn.execute(&schema.create_table_from_entity(item::Entity))
+                .await
+                .expect("create table");
+            let db = Db::new(conn);
+            let stream = turbo_model::StreamName::new("list:cancelled").expect("name");
+            let mut watcher = turbo().hub().connect();
+            watcher.subscribe(&stream, None);
+
+            let txn = db.begin().await.expect("begin");
+            new_item("cancelled", "kept").insert(&txn).await.expect("insert");
+            {
+                // The request is cancelled while the COMMIT is under way: its future is
+                // polled once, then dropped.
+                let commit = txn.commit();
+                tokio::pin!(commit);
+                let first_poll = tokio::select! {
+                    biased;
+                    _ = &mut commit => "finished",
+                    () = std::future::ready(()) => "pending",
+                };
+                assert_eq!(first_poll, "pending");
+            }
+            // The row is committed, and so is its broadcast.
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(5), watcher.next_frame())
+                .await
+                .expect("the broadcast comes")
+                .expect("a frame");
+            assert_eq!(
+                frame.html(),
+                r#"<turbo-stream action="append" target="items"><template><li>kept</li></template></turbo-stream>"#
+            );
+            assert_eq!(item::Entity::find().all(&*db).await.expect("rows").len(), 1);
+        })
+        .await;
+}

@@ -372,6 +372,19 @@ pub mod __private {
         pub fn rewrite_tags(source: &str) -> Result<String, (usize, String)> {
             crate::templates::rewrite_tags(source)
         }
+
+        /// The Server-Sent Events record of a broadcast of `html` at position
+        /// `00000000000000ff.7`, as the SSE endpoint writes it.
+        pub fn sse_event(html: &str) -> String {
+            let stream = crate::name::StreamName::new("s").unwrap_or_else(|_| unreachable!());
+            let frame = crate::hub::Frame::message(
+                &stream,
+                crate::hub::Position::new(0xff, 7),
+                0,
+                std::sync::Arc::from(html),
+            );
+            crate::web::protocol::event(&frame).to_string()
+        }
     }
 
     /// The stream of one row, from its prefix and key values.

@@ -834,3 +834,62 @@ mod tag {
         assert_eq!(newlines(&output), 1);
     }
 }
+
+/// The Server-Sent Events record of a broadcast, read the way `EventSource` reads it.
+mod sse {
+    use super::*;
+    use turbo_model::__private::fuzz::sse_event;
+
+    /// One event as EventSource builds it: lines end at CR, LF or CRLF; `data` lines are
+    /// joined with LF; any other field is noted.
+    #[derive(Debug, Default, PartialEq, Eq)]
+    struct Parsed {
+        id: Option<String>,
+        data: Vec<String>,
+        other_fields: Vec<String>,
+        events: usize,
+    }
+
+    fn parse(stream: &str) -> Parsed {
+        let mut parsed = Parsed::default();
+        let mut lines = Vec::new();
+        let mut rest = stream;
+        while let Some(at) = rest.find(['\r', '\n']) {
+            lines.push(&rest[..at]);
+            let skip = if rest[at..].starts_with("\r\n") { 2 } else { 1 };
+            rest = &rest[at + skip..];
+        }
+        for line in lines {
+            if line.is_empty() {
+                parsed.events += 1;
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "data" => parsed.data.push(value.to_owned()),
+                "id" => parsed.id = Some(value.to_owned()),
+                "" => {} // a comment
+                other => parsed.other_fields.push(other.to_owned()),
+            }
+        }
+        parsed
+    }
+
+    proptest! {
+        #![proptest_config(config(2000))]
+
+        /// Whatever the element holds (CR, LF, CRLF, text that looks like fields), the
+        /// record is one event with the broadcast's position as its id and the element,
+        /// line endings as LF, as its data: it can never start a field of its own.
+        #[test]
+        fn any_html_is_one_event_with_its_own_data(html in "[a-z<>\"'=:/ \r\n]{0,80}|(\r|\n|\r\n|retry: 1|id: 0.1|event: x|data: y|<p>)*") {
+            let parsed = parse(&sse_event(&html));
+            let expected: Vec<String> = html.replace("\r\n", "\n").replace('\r', "\n").split('\n').map(str::to_owned).collect();
+            prop_assert_eq!(parsed.events, 1);
+            prop_assert_eq!(parsed.id.as_deref(), Some("00000000000000ff.7"));
+            prop_assert_eq!(&parsed.other_fields, &Vec::<String>::new());
+            prop_assert_eq!(parsed.data, expected);
+        }
+    }
+}

@@ -35,6 +35,10 @@ pub fn default_database_url() -> String {
 /// transaction, readers do not wait for writers, and two chat processes can share
 /// the file. A crash loses no committed data; a power cut may lose the last commits.
 ///
+/// Several processes may start at once on one new database: the migrations run in one
+/// transaction that first takes a lock (an advisory lock on PostgreSQL, the write lock
+/// on SQLite), so one process migrates and the others then find nothing to do.
+///
 /// # Errors
 ///
 /// The database error when the connection or a migration fails.
@@ -49,8 +53,36 @@ pub async fn database(url: &str) -> Result<DatabaseConnection, DbErr> {
             .synchronous(SqliteSynchronous::Normal)
     });
     let db = sea_orm::Database::connect(options).await?;
-    migration::Migrator::up(&db, None).await?;
+    migrate(&db).await?;
     Ok(db)
+}
+
+/// Applies pending migrations, one process at a time (see [`database`]).
+async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    use sea_orm::{ConnectionTrait, DbBackend, TransactionTrait};
+    if db.get_database_backend() == DbBackend::Sqlite {
+        db.execute_unprepared(
+            "CREATE TABLE IF NOT EXISTS chat_migration_lock (id INTEGER PRIMARY KEY)",
+        )
+        .await?;
+    }
+    let txn = db.begin().await?;
+    match db.get_database_backend() {
+        // Held until the transaction ends; any number fixed for this application.
+        DbBackend::Postgres => {
+            txn.execute_unprepared("SELECT pg_advisory_xact_lock(7317302061)")
+                .await?;
+        }
+        // A write first: the transaction takes SQLite's write lock before it reads what
+        // is migrated, and another process's waits for it (the busy timeout).
+        DbBackend::Sqlite => {
+            txn.execute_unprepared("INSERT OR REPLACE INTO chat_migration_lock (id) VALUES (1)")
+                .await?;
+        }
+        _ => {}
+    }
+    migration::Migrator::up(&txn, None).await?;
+    txn.commit().await
 }
 
 /// Where the templates live, whatever the working directory.

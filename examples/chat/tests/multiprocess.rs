@@ -22,6 +22,13 @@ struct Chat {
 
 impl Chat {
     fn start(database: &str, redis: &TestRedis) -> Self {
+        let mut chat = Self::spawn(database, redis);
+        chat.wait_until_listening();
+        chat
+    }
+
+    /// Starts the process without waiting for it.
+    fn spawn(database: &str, redis: &TestRedis) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -35,19 +42,26 @@ impl Chat {
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start the chat: {e}"));
-        let chat = Self {
+        Self {
             child,
             base_url: format!("http://127.0.0.1:{port}"),
-        };
+        }
+    }
+
+    /// Waits until the process listens; panics if it exits first.
+    fn wait_until_listening(&mut self) {
+        let address = self.base_url.trim_start_matches("http://").to_owned();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(&address).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the chat on {address} exited: {status}");
+            }
             assert!(
                 Instant::now() < deadline,
-                "the chat did not start on {port}"
+                "the chat did not start on {address}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        chat
     }
 
     fn ws_url(&self) -> String {
@@ -166,6 +180,37 @@ fn text_of(frame: &Value) -> String {
         .and_then(|rest| rest.split("</span>").next())
         .unwrap_or_default()
         .to_owned()
+}
+
+/// Starts `n` chats at once on `database` (new): each must come up and serve its index.
+async fn start_together(database: &str, n: usize) {
+    let redis = TestRedis::start();
+    let mut chats: Vec<Chat> = (0..n).map(|_| Chat::spawn(database, &redis)).collect();
+    for chat in &mut chats {
+        chat.wait_until_listening();
+        let status = Chat::http()
+            .get(format!("{}/", chat.base_url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET /: {e}"))
+            .status();
+        assert_eq!(status, 200, "{}", chat.base_url);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_starting_together_on_a_new_sqlite_database_all_serve() {
+    let database = Database::new("together");
+    start_together(&database.url(), 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_starting_together_on_a_new_postgres_database_all_serve() {
+    let pg = turbo_model_tests::db::PgDatabase::create("together")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    start_together(&pg.url(), 4).await;
+    pg.drop_now().await.unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
