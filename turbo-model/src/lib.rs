@@ -205,7 +205,11 @@
 //!
 //! [`Builder::authorize`] decides each subscription from the request that opened the
 //! connection (cookies, headers, extensions) and the stream name; a refusal
-//! ([`web::Refusal`]) is told to the client.
+//! ([`web::Refusal`]) is told to the client. It runs beside the connection's traffic: a
+//! slow authorizer delays only the subscription it decides. When what it decided on
+//! changes, [`Turbo::reauthorize`] asks it again about live subscriptions
+//! ([`web::Subscriptions`]: a stream, a connection, a user's requests, all); the ones it
+//! now refuses end.
 //!
 //! ## Seeding, imports and tests
 //!
@@ -216,27 +220,36 @@
 //!
 //! ## Several server processes
 //!
-//! With the `redis` feature, `turbo_model::backend::Redis` (or `TURBO_MODEL_REDIS_URL`) carries broadcasts
-//! to every process behind a load balancer, keeps the streams' history in Redis so that a
-//! page whose connection lands on another process resumes where it was, and turns a lost
-//! Redis into gap signals, never silent holes. Without it, everything stays in the
-//! process and nothing else needs to run.
+//! With the `redis` feature, [`backend::Redis`] (or `TURBO_MODEL_REDIS_URL`) carries
+//! broadcasts to every process behind a load balancer, keeps the streams' history in
+//! Redis so that a page whose connection lands on another process resumes where it was,
+//! and turns a lost Redis, or a broadcast Redis could not take before its deadline, into
+//! gap signals, never silent holes (see its `# Faults`). Without it, everything stays in
+//! the process and nothing else needs to run. Connection identities carry their process,
+//! so `to_others` skips the right page whichever process handles its request.
 //!
 //! ## Signed stream names
 //!
-//! The tag renders stream names signed with HMAC-SHA256 ([`signing::Signer`]); the server refuses
-//! any subscription whose token it did not sign. Set `TURBO_MODEL_SECRET` (32 bytes or
-//! more) in production; without it a random key is used and logged.
+//! The tag renders stream names signed with HMAC-SHA256 ([`signing::Signer`]); the
+//! server refuses any subscription whose token it did not sign. Set `TURBO_MODEL_SECRET`
+//! (32 bytes or more) in production; without it a random key is used and logged. Keys
+//! rotate: previous ones still verify ([`Builder::previous_secrets`]); tokens may expire
+//! ([`Builder::token_ttl`]); a page whose tokens are refused refreshes itself, with
+//! backoff, for new ones.
 //!
 //! ## Delivery
 //!
 //! On each stream a page applies every broadcast in order, once, including those sent
 //! while its connection was down or before it connected, as long as it comes back
-//! within the stream's history (100 broadcasts, 5 minutes, [`Builder::history`]);
-//! beyond that it is told so and refreshes itself. See [`hub`](mod@hub) for ordering,
-//! resume, cost (one render and one serialization per broadcast, whatever the number of
-//! subscribers) and slow consumers, and [`web`] for the endpoints (WebSocket and
-//! Server-Sent Events), their limits, heartbeats, shutdown and memory per connection.
+//! within the stream's history (100 broadcasts, 5 minutes, [`Builder::history`]; 64 MiB
+//! over all streams, [`Builder::history_bytes`]); beyond that it is told so and
+//! refreshes itself. See [`hub`](mod@hub) for ordering, resume, cost (one render and one
+//! encoding per broadcast, whatever the number of subscribers) and slow consumers, and
+//! [`web`] for the endpoints (WebSocket and Server-Sent Events), their limits (queues,
+//! write timeout, connections in all and per address), heartbeats, shutdown and memory
+//! per connection. [`Turbo::serve`] serves an application with all of it: bounded
+//! writes at the socket, the client's address for the per-address limit, and a shutdown
+//! that ends within its bound whatever the clients do.
 //!
 //! ## How the crate is built
 //!

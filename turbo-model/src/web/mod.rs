@@ -22,7 +22,21 @@
 //! connection may hold [`Builder::max_subscriptions`] streams (default 100), send
 //! [`Builder::inbound_rate`] requests per second (default 20, bursts of 120), and queue
 //! 256 frames or 1 MiB ([`Builder::queue`]) before it is closed as too slow (code 1013;
-//! the client reconnects and resumes).
+//! the client reconnects and resumes). A write that makes no progress for the write
+//! timeout ([`Builder::write_timeout`], default 10 s) drops the connection; so does a
+//! close frame the client does not take. Text messages must be UTF-8 (else 1007).
+//!
+//! Stream connections are limited in all (the open-file limit less 512) and per client
+//! address (1000), [`Builder::max_connections`]; past either, `503` with `Retry-After`.
+//!
+//! # Shutdown
+//!
+//! [`Turbo::shutdown`](crate::Turbo::shutdown) stops taking stream connections (`503`,
+//! `Retry-After: 1` for WebSocket upgrades, which the client element retries; an empty
+//! event stream with `retry:` for SSE, which `EventSource` follows), flushes what the
+//! open ones have queued and closes them with 1012. [`Turbo::serve`](crate::Turbo::serve)
+//! returns within the grace period, the write timeout and a second, whatever the clients
+//! do.
 //!
 //! # Memory per connection
 //!
@@ -35,6 +49,8 @@
 //! [`Builder::max_subscriptions`]: crate::Builder::max_subscriptions
 //! [`Builder::inbound_rate`]: crate::Builder::inbound_rate
 //! [`Builder::queue`]: crate::Builder::queue
+//! [`Builder::write_timeout`]: crate::Builder::write_timeout
+//! [`Builder::max_connections`]: crate::Builder::max_connections
 
 mod limits;
 mod listener;
