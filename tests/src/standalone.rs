@@ -33,8 +33,20 @@ impl Standalone {
     ///
     /// If the build or the listener fails.
     pub async fn start_with(builder: Builder, app: impl FnOnce(&Turbo) -> axum::Router) -> Self {
+        Self::start_keyed(
+            builder.secret("standalone test secret, at least 32 bytes"),
+            app,
+        )
+        .await
+    }
+
+    /// As [`start_with`](Self::start_with), with the key `builder` has (none is set).
+    ///
+    /// # Panics
+    ///
+    /// If the build or the listener fails.
+    pub async fn start_keyed(builder: Builder, app: impl FnOnce(&Turbo) -> axum::Router) -> Self {
         let turbo = builder
-            .secret("standalone test secret, at least 32 bytes")
             .build()
             .unwrap_or_else(|e| panic!("build Turbo: {e}"));
         let app = app(&turbo).layer(axum::middleware::from_fn_with_state(

@@ -3,7 +3,7 @@
 //! Needs Chromium and chromedriver (`scripts/install-browser`); without them the test
 //! fails, it never skips.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sea_orm::ConnectionTrait;
 use serde_json::json;
@@ -384,5 +384,96 @@ async fn still_shows(page: &Page, name: &str) -> Result<(), BrowserError> {
         name,
         "no refresh while the form is being submitted"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_whose_tokens_are_refused_refreshes_itself_with_backoff() -> Result<(), BrowserError>
+{
+    tokio::time::timeout(WHOLE_TEST, refreshes_for_new_tokens())
+        .await
+        .unwrap_or_else(|_| panic!("the browser test took longer than {WHOLE_TEST:?}"))
+}
+
+/// A page signed with one key whose socket reaches a server with another key (as after
+/// a key change without the old key kept): every subscription is refused with
+/// `invalid_token`, and the page renders itself again for new tokens, backing off.
+async fn refreshes_for_new_tokens() -> Result<(), BrowserError> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use turbo_model_tests::standalone::Standalone;
+
+    let renders = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&renders);
+    let script = chat::assets::TurboScript::load();
+    let turbo_js = script.url();
+    let page = Standalone::start_with(
+        turbo_model::Turbo::builder().template(
+            "page.html",
+            format!(
+                "<!DOCTYPE html><html><head><script type=\"module\" src=\"{turbo_js}\"></script></head>\
+                 <body><% turbo_subscribe \"log\" %><p id=\"renders\">{{{{ renders }}}}</p></body></html>"
+            ),
+        ),
+        move |turbo| {
+            let turbo = turbo.clone();
+            axum::Router::new()
+                .route(
+                    "/",
+                    axum::routing::get(move || {
+                        let renders = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                        let html = turbo
+                            .render("page.html", &turbo_model::context! { renders })
+                            .unwrap_or_else(|e| e.to_string());
+                        async move { axum::response::Html(html) }
+                    }),
+                )
+                .merge(script.router())
+        },
+    )
+    .await;
+    // Another key: it refuses the page's tokens. Any origin: the page is elsewhere.
+    let other = Standalone::start_keyed(
+        turbo_model::Turbo::builder()
+            .secret("another key entirely, thirty-two bytes long")
+            .allowed_origins(turbo_model::web::AllowedOrigins::Any),
+        |_| axum::Router::new(),
+    )
+    .await;
+
+    let browser = Browser::start().await?;
+    let tab = browser.open_page().await?;
+    tab.show_on_failure("body");
+    let stop_before = format!(
+        "sessionStorage.clear();
+         const Real = window.WebSocket;
+         window.WebSocket = class extends Real {{
+             constructor(url, protocols) {{ super(url.replace('{}', '{}'), protocols); }}
+         }};",
+        page.address, other.address
+    );
+    tab.goto(&format!("{}/", page.base_url())).await?;
+    tab.wait_for("#renders", STEP).await?;
+    tab.execute(&stop_before, vec![]).await?;
+    // The socket the page already opened is replaced: the next one reaches the other key.
+    tab.execute(
+        "document.querySelector('turbo-model-stream-source').connection.socket.close(4001, 'cut')",
+        vec![],
+    )
+    .await?;
+    let started = Instant::now();
+    tab.wait_for_text("#renders", "2", STEP).await?;
+    let first = started.elapsed();
+    tab.wait_for_text("#renders", "3", STEP).await?;
+    let second = started.elapsed() - first;
+    assert!(
+        first < Duration::from_secs(5),
+        "the first refresh after {first:?}"
+    );
+    assert!(
+        second >= Duration::from_millis(1500),
+        "the second waited for the backoff: {second:?}"
+    );
+    tab.close().await?;
     Ok(())
 }

@@ -212,6 +212,15 @@ class Connection {
     }
   }
 
+  // Drops everything known about a token (it is no longer subscribed).
+  forget(token) {
+    this.tokens.delete(token);
+    this.confirmed.delete(token);
+    this.positions.delete(token);
+    this.startTimes.delete(token);
+    this.refreshConnected();
+  }
+
   subscribe(token) {
     const position = this.positions.get(token);
     const request = { type: "subscribe", stream: token };
@@ -374,8 +383,12 @@ class Connection {
           if (!element.dispatchEvent(event)) renew = false;
         }
         // A token the server no longer takes (its key changed, it expired): this page
-        // would never update again. A fresh render of the page has fresh tokens.
-        if (renew) refreshForNewTokens();
+        // would never update again. A fresh render of the page has fresh tokens; the
+        // token is forgotten, so that an element that comes back with it asks again.
+        if (renew) {
+          this.forget(message.token);
+          refreshForNewTokens();
+        }
         break;
       }
       default:
