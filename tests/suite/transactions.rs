@@ -377,3 +377,59 @@ async fn a_caller_that_stops_waiting_for_commit_cannot_lose_the_broadcasts() {
         })
         .await;
 }
+
+#[tokio::test]
+async fn every_broadcast_sent_inside_a_transaction_waits_for_its_commit() {
+    turbo()
+        .scope(async {
+            let conn = Database::connect("sqlite::memory:").await.expect("sqlite");
+            let schema = Schema::new(conn.get_database_backend());
+            conn.execute(&schema.create_table_from_entity(item::Entity))
+                .await
+                .expect("create table");
+            let db = Db::new(conn);
+            let news = || {
+                turbo_model::stream("list:news")
+                    .expect("name")
+                    .action(
+                        Action::Append,
+                        Some(turbo_model::Content::html("<li>news</li>")),
+                    )
+                    .target("items")
+            };
+
+            // A handler's own broadcast, and hooks run by hand after a bulk insert.
+            let ((), sent) = capture(async {
+                let txn = db.begin().await.expect("begin");
+                news().send().expect("held");
+                let rows =
+                    item::Entity::insert_many([new_item("bulk", "one"), new_item("bulk", "two")])
+                        .exec_with_returning(&txn)
+                        .await
+                        .expect("insert_many");
+                for row in &rows {
+                    turbo_model::saved(row, Saved::CREATED).expect("hooks");
+                }
+                assert_eq!(txn.held(), 3, "nothing went out before the commit");
+                txn.commit().await.expect("commit");
+            })
+            .await;
+            assert_eq!(sent.on("list:news").len(), 1);
+            assert_eq!(names_on(&sent, "bulk"), ["one", "two"]);
+
+            // Rolled back: nothing.
+            let ((), sent) = capture(async {
+                let txn = db.begin().await.expect("begin");
+                news().send().expect("held");
+                txn.rollback().await.expect("rollback");
+                news().send().expect("after the transaction: at once");
+            })
+            .await;
+            assert_eq!(
+                sent.on("list:news").len(),
+                1,
+                "only the one after the rollback"
+            );
+        })
+        .await;
+}

@@ -75,12 +75,17 @@ pub(crate) fn answer_probe(held: &Arc<Held>) {
 }
 
 impl Scope {
-    /// The scope the calling code runs in (the default, empty one outside any).
+    /// The scope the calling code runs in (the default, empty one outside any), with
+    /// the innermost transaction this task opened through [`Db`](crate::Db), if any.
     pub(crate) fn current() -> Self {
-        THREAD
+        let mut scope = THREAD
             .with(|thread| thread.borrow().clone())
             .or_else(|| TASK.try_with(Clone::clone).ok())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if scope.transaction.is_none() {
+            scope.transaction = open::innermost();
+        }
+        scope
     }
 
     /// Reads one thing of the current scope.
@@ -106,6 +111,84 @@ impl Scope {
         }
         let _restore = Restore(previous);
         f()
+    }
+}
+
+/// The transactions open in each task: a broadcast sent by code between `begin` and
+/// `commit` of a [`Transaction`](crate::Transaction), in the task that began it, waits
+/// for the COMMIT too, though no scope was entered (`begin` cannot enter one).
+pub(crate) mod open {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, LazyLock, Mutex, Weak};
+
+    use super::Held;
+
+    /// Open transactions in all tasks: the map is looked at only when this is not 0.
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+    /// Who runs the code: a tokio task, or (for a runtime's `block_on`, whose future
+    /// never moves, and for code outside tokio) a thread.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    enum Runner {
+        Task(tokio::task::Id),
+        Thread(std::thread::ThreadId),
+    }
+
+    fn runner() -> Runner {
+        tokio::task::try_id()
+            .map_or_else(|| Runner::Thread(std::thread::current().id()), Runner::Task)
+    }
+
+    /// Per task, its open transactions, outermost first. One entry per open
+    /// transaction: bounded by them.
+    static OPEN: LazyLock<Mutex<HashMap<Runner, Vec<Weak<Held>>>>> = LazyLock::new(Mutex::default);
+
+    fn lock() -> std::sync::MutexGuard<'static, HashMap<Runner, Vec<Weak<Held>>>> {
+        OPEN.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A transaction's place in its task's list; leaves it when dropped (commit,
+    /// rollback, or the transaction dropped).
+    #[derive(Debug)]
+    pub(crate) struct Registration {
+        runner: Runner,
+        held: Weak<Held>,
+    }
+
+    /// Registers `held` as the innermost transaction of the code running now.
+    pub(crate) fn register(held: &Arc<Held>) -> Registration {
+        let runner = runner();
+        lock().entry(runner).or_default().push(Arc::downgrade(held));
+        COUNT.fetch_add(1, Ordering::AcqRel);
+        Registration {
+            runner,
+            held: Arc::downgrade(held),
+        }
+    }
+
+    impl Drop for Registration {
+        fn drop(&mut self) {
+            let mut open = lock();
+            if let Some(list) = open.get_mut(&self.runner) {
+                if let Some(at) = list.iter().rposition(|h| h.ptr_eq(&self.held)) {
+                    list.remove(at);
+                    COUNT.fetch_sub(1, Ordering::AcqRel);
+                }
+                if list.is_empty() {
+                    open.remove(&self.runner);
+                }
+            }
+        }
+    }
+
+    /// The innermost transaction the current task has open, if any.
+    pub(super) fn innermost() -> Option<Arc<Held>> {
+        if COUNT.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        lock().get(&runner())?.last()?.upgrade()
     }
 }
 

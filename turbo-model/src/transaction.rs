@@ -4,7 +4,10 @@
 //! SeaORM runs `ActiveModelBehavior` hooks inside the transaction, before COMMIT, and
 //! has no commit callbacks. Broadcasting there would show users rows that a rollback
 //! then erases. Open transactions through [`Db`] instead of `DatabaseConnection` and the
-//! broadcasts made by hooks inside them wait:
+//! broadcasts made inside them wait: those of the hooks of the rows they write, and every
+//! other broadcast sent, between `begin` and `commit`, by the task that began the
+//! transaction (`stream(..).send()` in a handler, [`saved`](crate::saved) after a bulk
+//! operation):
 //!
 //! - on COMMIT of the outermost transaction they are published, in order;
 //! - on ROLLBACK, on an error in the [`transaction`](sea_orm::TransactionTrait::transaction)
@@ -14,7 +17,9 @@
 //!   commits and drops them when it rolls back, so an inner rollback drops only the
 //!   inner broadcasts.
 //!
-//! Outside a transaction nothing changes: broadcasts go out at once.
+//! Outside a transaction nothing changes: broadcasts go out at once. A broadcast sent
+//! from another task (one spawned while the transaction is open) is not held: send it
+//! after the commit.
 //!
 //! ```no_run
 //! use sea_orm::TransactionTrait;
@@ -88,13 +93,17 @@ impl std::ops::Deref for Db {
 pub struct Transaction {
     inner: DatabaseTransaction,
     held: Arc<Held>,
+    /// Makes the broadcasts sent in this task wait for the COMMIT; ends with it.
+    open: scope::open::Registration,
 }
 
 impl Transaction {
     fn new(inner: DatabaseTransaction, parent: Option<Arc<Held>>) -> Self {
+        let held = Held::new(parent);
         Self {
             inner,
-            held: Held::new(parent),
+            open: scope::open::register(&held),
+            held,
         }
     }
 
@@ -110,7 +119,10 @@ impl Transaction {
     ///
     /// The database's error; the broadcasts are then dropped.
     pub async fn commit(self) -> Result<(), DbErr> {
-        let Self { inner, held } = self;
+        let Self { inner, held, open } = self;
+        // From here on, what this task sends goes out at once (or to the enclosing
+        // transaction): the held work is released by the commit below.
+        drop(open);
         let commit = async move {
             inner.commit().await?;
             held.committed();
@@ -133,7 +145,9 @@ impl Transaction {
     ///
     /// The database's error.
     pub async fn rollback(self) -> Result<(), DbErr> {
-        self.inner.rollback().await
+        let Self { inner, open, .. } = self;
+        drop(open);
+        inner.rollback().await
     }
 
     /// The SeaORM transaction inside.
