@@ -33,6 +33,9 @@ pub struct ChatServer {
     pub base_url: String,
     /// The app's database (a fresh SQLite file).
     pub db: DatabaseConnection,
+    /// The app's `Turbo` (shared by the test process's servers, unless
+    /// [`start_alone`](Self::start_alone)).
+    pub turbo: Turbo,
     file: std::path::PathBuf,
     server: tokio::task::JoinHandle<()>,
     first_id: i32,
@@ -45,6 +48,24 @@ impl ChatServer {
     ///
     /// If the database or the listener cannot be set up.
     pub async fn start() -> Self {
+        Self::start_on(turbo().clone()).await
+    }
+
+    /// Starts the chat with a `Turbo` of its own: its own hub, so that process-wide
+    /// streams (the room list's `room`) see only this server's changes.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub async fn start_alone() -> Self {
+        let turbo = chat::turbo_builder()
+            .secret(TEST_SECRET)
+            .build()
+            .unwrap_or_else(|e| panic!("chat templates must load: {e}"));
+        Self::start_on(turbo).await
+    }
+
+    async fn start_on(turbo: Turbo) -> Self {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let file =
             std::env::temp_dir().join(format!("turbo-model-chat-{}-{}.db", std::process::id(), n));
@@ -61,7 +82,7 @@ impl ChatServer {
         ))
         .await
         .unwrap_or_else(|e| panic!("set id ranges: {e}"));
-        Self::start_with(db, file, base as i32 + 1).await
+        Self::start_with(db, file, base as i32 + 1, turbo).await
     }
 
     /// The id the first room and the first message of this server get.
@@ -69,8 +90,13 @@ impl ChatServer {
         self.first_id
     }
 
-    async fn start_with(db: DatabaseConnection, file: std::path::PathBuf, first_id: i32) -> Self {
-        let app = chat::router(db.clone(), turbo());
+    async fn start_with(
+        db: DatabaseConnection,
+        file: std::path::PathBuf,
+        first_id: i32,
+        turbo: Turbo,
+    ) -> Self {
+        let app = chat::router(db.clone(), &turbo);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("bind 127.0.0.1:0: {e}"));
@@ -83,6 +109,7 @@ impl ChatServer {
         Self {
             base_url: format!("http://{address}"),
             db,
+            turbo,
             file,
             server,
             first_id,

@@ -477,3 +477,64 @@ async fn refreshes_for_new_tokens() -> Result<(), BrowserError> {
     tab.close().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_carries_the_request_id_turbo_sent_with_the_form() -> Result<(), BrowserError> {
+    tokio::time::timeout(WHOLE_TEST, request_id_end_to_end())
+        .await
+        .unwrap_or_else(|_| panic!("the browser test took longer than {WHOLE_TEST:?}"))
+}
+
+/// A creates a room through the form on the room list; the room list's refresh reaches
+/// B with the `request-id` Turbo put on A's request, so A's page, which made the change,
+/// can skip it.
+async fn request_id_end_to_end() -> Result<(), BrowserError> {
+    let chat = ChatServer::start_alone().await;
+    let browser = Browser::start().await?;
+    let a = browser.open_page().await?;
+    let b = browser.open_page().await?;
+    for page in [&a, &b] {
+        page.show_on_failure("body");
+        page.goto(&format!("{}/", chat.base_url)).await?;
+        page.wait_for(SUBSCRIBED, STEP).await?;
+    }
+    b.execute(
+        "window.__refreshes = [];
+         document.addEventListener('turbo:before-stream-render', (event) => {
+             if (event.target.getAttribute('action') === 'refresh') {
+                 window.__refreshes.push(event.target.getAttribute('request-id'));
+             }
+         });",
+        vec![],
+    )
+    .await?;
+    a.fill("#room-form input[name=name]", "Requested").await?;
+    create_room_with_form(&a).await?;
+    b.wait_until(
+        "the room list's refresh",
+        "return window.__refreshes.length > 0",
+        vec![],
+        STEP,
+    )
+    .await?;
+    // The ids of the requests A's Turbo made, which it checks refreshes against.
+    let sent = a
+        .execute(
+            "return Array.from(window.Turbo.session.recentRequests)",
+            vec![],
+        )
+        .await?;
+    let received = b.execute("return window.__refreshes[0]", vec![]).await?;
+    assert!(
+        received.is_string(),
+        "the refresh has a request id: {received}"
+    );
+    assert!(
+        sent.as_array().is_some_and(|ids| ids.contains(&received)),
+        "the refresh's {received} is one of A's requests {sent}"
+    );
+    b.wait_for_text("#rooms li a", "Requested", STEP).await?;
+    a.close().await?;
+    b.close().await?;
+    Ok(())
+}

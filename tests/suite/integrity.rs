@@ -454,3 +454,46 @@ async fn tokens_signed_with_a_previous_key_still_subscribe() {
         .await;
     assert_eq!(refused.json().await["code"], "invalid_token");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_refreshes_from_different_requests_skips_nobody() {
+    let turbo = Turbo::builder()
+        .secret("refresh test secret, thirty-two bytes!!")
+        .refresh_debounce(Duration::from_millis(200))
+        .build()
+        .expect("build");
+    let name = turbo_model::StreamName::new("board:1").expect("name");
+    let mut page = turbo.hub().connect();
+    page.subscribe(&name, None);
+    let refresh = |id: &str| {
+        turbo_model::stream("board:1")
+            .expect("name")
+            .refresh()
+            .request_id(id)
+            .send_with(&turbo)
+            .expect("sent");
+    };
+    let next = async |page: &mut turbo_model::hub::Connection| {
+        tokio::time::timeout(Duration::from_secs(5), page.next_frame())
+            .await
+            .expect("a refresh")
+            .expect("a frame")
+            .html()
+            .to_owned()
+    };
+
+    // One request's burst: its page may skip the one refresh.
+    refresh("request-a");
+    refresh("request-a");
+    assert_eq!(
+        next(&mut page).await,
+        r#"<turbo-stream action="refresh" request-id="request-a"></turbo-stream>"#
+    );
+    // Two users' changes in one window: whoever's came last, nobody skips it.
+    refresh("request-a");
+    refresh("request-b");
+    assert_eq!(
+        next(&mut page).await,
+        r#"<turbo-stream action="refresh"></turbo-stream>"#
+    );
+}

@@ -54,7 +54,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     settings: Settings,
     /// Refreshes waiting for their debounce window to close, by stream: the last wins.
-    pending_refreshes: Mutex<HashMap<StreamName, Publication>>,
+    pending_refreshes: Mutex<HashMap<StreamName, PendingRefresh>>,
 }
 
 /// What a failing hook does to the database write that ran it; see
@@ -67,6 +67,36 @@ pub enum HookErrors {
     Log,
     /// Log it and return it to the write's caller as `DbErr::Custom`.
     Propagate,
+}
+
+/// A refresh waiting for its window to close.
+struct PendingRefresh {
+    publication: Publication,
+    /// It stands for refreshes of several requests (or pages to leave out): none of
+    /// their pages may skip it.
+    merged: bool,
+}
+
+/// The `request-id` a refresh element carries, if any.
+fn request_id_of(html: &str) -> Option<&str> {
+    let start = html.find(" request-id=\"")? + " request-id=\"".len();
+    let end = html[start..].find('"')? + start;
+    Some(&html[start..end])
+}
+
+/// The refresh element without its `request-id` (attribute values are escaped: the
+/// next quote ends it).
+fn without_request_id(html: &str) -> String {
+    match html.find(" request-id=\"") {
+        Some(start) => {
+            let value = start + " request-id=\"".len();
+            let end = html[value..]
+                .find('"')
+                .map_or(html.len(), |e| value + e + 1);
+            format!("{}{}", &html[..start], &html[end..])
+        }
+        None => html.to_owned(),
+    }
 }
 
 /// What the [`Turbo`] itself is configured with (the endpoints have their own).
@@ -215,8 +245,10 @@ impl Turbo {
     }
 
     /// Publishes after `window`, unless another refresh of the same stream comes first
-    /// (then that one is published at the end of the window instead). Outside a tokio
-    /// runtime, publishes at once.
+    /// (then that one is published at the end of the window instead). When the window
+    /// holds refreshes of different requests (or that leave out different pages), the one
+    /// published carries no request id and leaves no page out: each of those pages must
+    /// see the others' changes. Outside a tokio runtime, publishes at once.
     pub(crate) fn publish_debounced(
         &self,
         publication: Publication,
@@ -226,13 +258,39 @@ impl Turbo {
             return self.publish(publication);
         };
         let stream = publication.stream.clone();
-        let first = self
-            .inner
-            .pending_refreshes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(stream.clone(), publication)
-            .is_none();
+        let first = {
+            let mut pending = self
+                .inner
+                .pending_refreshes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match pending.get_mut(&stream) {
+                Some(waiting) => {
+                    let merged = waiting.merged
+                        || request_id_of(&waiting.publication.html)
+                            != request_id_of(&publication.html)
+                        || waiting.publication.except != publication.except;
+                    waiting.publication = publication;
+                    if merged {
+                        waiting.merged = true;
+                        waiting.publication.html =
+                            Arc::from(without_request_id(&waiting.publication.html));
+                        waiting.publication.except = None;
+                    }
+                    false
+                }
+                None => {
+                    pending.insert(
+                        stream.clone(),
+                        PendingRefresh {
+                            publication,
+                            merged: false,
+                        },
+                    );
+                    true
+                }
+            }
+        };
         if first {
             let turbo = self.clone();
             runtime.spawn(async move {
@@ -244,7 +302,7 @@ impl Turbo {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .remove(&stream);
                 if let Some(latest) = latest
-                    && let Err(error) = turbo.publish(latest)
+                    && let Err(error) = turbo.publish(latest.publication)
                 {
                     tracing::error!(%stream, %error, "debounced refresh could not be published");
                 }
@@ -436,5 +494,26 @@ impl Turbo {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_merged_refresh_drops_the_request_id() {
+        let html =
+            r#"<turbo-stream action="refresh" method="morph" request-id="r-1"></turbo-stream>"#;
+        assert_eq!(request_id_of(html), Some("r-1"));
+        assert_eq!(
+            without_request_id(html),
+            r#"<turbo-stream action="refresh" method="morph"></turbo-stream>"#
+        );
+        let plain = r#"<turbo-stream action="refresh"></turbo-stream>"#;
+        assert_eq!(
+            (request_id_of(plain), without_request_id(plain).as_str()),
+            (None, plain)
+        );
     }
 }
