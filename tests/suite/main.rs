@@ -15,6 +15,7 @@ mod hook_errors;
 mod hooks;
 mod integrity;
 mod jobs;
+mod later;
 mod orders;
 mod parity;
 mod render_once;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::http::request::Parts;
 
 use crate::backend::{Backend, InProcess, REDIS_ENV};
+use crate::background::QueueLimits;
 use crate::error::{Error, Result};
 use crate::hub::{Feed, Hub, HubSettings};
 use crate::metrics::Metrics;
@@ -37,6 +38,8 @@ pub struct Builder {
     sources: Vec<(String, String)>,
     secret: Option<Vec<u8>>,
     previous_secrets: Option<Vec<Vec<u8>>>,
+    database: Option<sea_orm::DatabaseConnection>,
+    background: QueueLimits,
     token_ttl: Option<Duration>,
     hook_errors: HookErrors,
     path: Option<String>,
@@ -102,6 +105,26 @@ impl Builder {
     /// expiry.
     pub fn token_ttl(mut self, ttl: Duration) -> Self {
         self.token_ttl = Some(ttl);
+        self
+    }
+
+    /// The database connection [async hooks](crate::AsyncHook) query with
+    /// ([`HookContext::db`](crate::HookContext::db)).
+    pub fn database(mut self, db: sea_orm::DatabaseConnection) -> Self {
+        self.database = Some(db);
+        self
+    }
+
+    /// The background queue of [async hooks](crate::AsyncHook): at most `jobs` waiting
+    /// and `bytes` of their rows (as JSON), `workers` running at once; defaults 10 000,
+    /// 64 MiB, 4. A hook that does not fit is not run: it is logged, and with
+    /// [`HookErrors::Propagate`] the write's caller gets the error.
+    pub fn async_hooks(mut self, jobs: usize, bytes: usize, workers: usize) -> Self {
+        self.background = QueueLimits {
+            jobs,
+            bytes,
+            workers,
+        };
         self
     }
 
@@ -335,8 +358,16 @@ impl Builder {
         let settings = Settings {
             hook_errors: self.hook_errors,
             refresh_debounce: self.refresh_debounce.unwrap_or(Duration::from_millis(500)),
+            background: self.background,
         };
-        Ok(Turbo::new(templates, service, backend, metrics, settings))
+        Ok(Turbo::new(
+            templates,
+            service,
+            backend,
+            metrics,
+            settings,
+            self.database,
+        ))
     }
 
     /// Builds and installs the [`Turbo`] for this process; returns a handle to it.

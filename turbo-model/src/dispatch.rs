@@ -2,7 +2,7 @@
 //! [`suppress`](crate::suppress)), held (inside a transaction, until COMMIT), recorded
 //! (inside [`capture`](crate::testing::capture)), debounced (refreshes), then published.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::action::{Action, Target};
@@ -34,24 +34,27 @@ pub(crate) fn submit(outgoing: Outgoing) -> Result<()> {
         outgoing.turbo.count_suppressed();
         return Ok(());
     }
+    // The capture is the sender's, wherever the COMMIT happens (a background job's
+    // broadcasts are released by whichever worker finishes the job before them).
+    let capture = scope.capture;
     match scope.transaction {
         Some(held) => {
             held.hold(Box::new(move || {
                 let stream = outgoing.stream.clone();
-                if let Err(error) = deliver(outgoing) {
+                if let Err(error) = deliver(outgoing, capture.as_deref()) {
                     tracing::error!(%stream, %error, "broadcast after COMMIT failed");
                 }
             }));
             Ok(())
         }
-        None => deliver(outgoing),
+        None => deliver(outgoing, capture.as_deref()),
     }
 }
 
 /// Publishes now (or after the debounce window, for refreshes), recording it first
 /// when a capture is in scope.
-pub(crate) fn deliver(outgoing: Outgoing) -> Result<()> {
-    if let Some(capture) = Scope::with(|scope| scope.capture.clone()) {
+fn deliver(outgoing: Outgoing, capture: Option<&Mutex<Vec<Recorded>>>) -> Result<()> {
+    if let Some(capture) = capture {
         capture
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -102,6 +102,15 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// The database failed, in an [async hook](crate::AsyncHook)'s query.
+    #[error("database error: {0}")]
+    Database(#[from] sea_orm::DbErr),
+
+    /// An [async hook](crate::AsyncHook) asked for the database, and the
+    /// [`Turbo`](crate::Turbo) was built without one.
+    #[error("no database connection for async hooks: give one to `Builder::database` at start-up")]
+    NoDatabase,
+
     /// The delivery backend could not take the broadcast, or could not start.
     #[error("backend could not {action} (stream `{stream}`): {message}")]
     Backend {

@@ -8,16 +8,20 @@
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    IntoActiveModel, Iterable, PrimaryKeyToColumn, QueryFilter, TryIntoModel,
+    IntoActiveModel, Iterable, ModelTrait, PrimaryKeyToColumn, QueryFilter, TryIntoModel,
 };
 
+use crate::error::Result;
+
 use crate::hooks::{self, Saved};
+use crate::later;
 use crate::scope::Scope;
 use crate::transaction;
 
 type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
 
-/// After an insert or update: runs the entity's `on_save` hooks.
+/// After an insert or update: runs the entity's `on_save` hooks, and queues its async
+/// hooks (after COMMIT).
 ///
 /// # Errors
 ///
@@ -28,9 +32,12 @@ where
     E: EntityTrait,
     C: ConnectionTrait,
 {
+    let saved = Saved { created: insert };
     if hooks::has_hooks::<E>() {
-        in_transaction_of(db, || hooks::saved(&model, Saved { created: insert }))
-            .map_err(to_db_err)?;
+        in_transaction_of(db, || hooks::run_saved(&model, saved)).map_err(to_db_err)?;
+    }
+    if later::has_hooks::<E>() {
+        later::queue(&model, later::Event::Saved(saved), Some(db)).map_err(to_db_err)?;
     }
     Ok(model)
 }
@@ -48,7 +55,8 @@ where
     ModelOf<A>: IntoActiveModel<A>,
     C: ConnectionTrait,
 {
-    if !hooks::has_hooks::<A::Entity>() || active.clone().try_into_model().is_ok() {
+    let watched = hooks::has_hooks::<A::Entity>() || later::has_hooks::<A::Entity>();
+    if !watched || active.clone().try_into_model().is_ok() {
         return Ok(active);
     }
     let mut query = A::Entity::find();
@@ -67,7 +75,8 @@ where
     })
 }
 
-/// After a delete: runs the entity's `on_delete` hooks with the deleted row.
+/// After a delete: runs the entity's `on_delete` hooks with the deleted row, and queues
+/// its async hooks (after COMMIT).
 ///
 /// # Errors
 ///
@@ -77,11 +86,14 @@ where
     A: ActiveModelTrait + TryIntoModel<ModelOf<A>>,
     C: ConnectionTrait,
 {
-    if !hooks::has_hooks::<A::Entity>() {
+    if !hooks::has_hooks::<A::Entity>() && !later::has_hooks::<A::Entity>() {
         return Ok(active);
     }
     match active.clone().try_into_model() {
-        Ok(model) => in_transaction_of(db, || hooks::deleted(&model)).map_err(to_db_err)?,
+        Ok(model) => {
+            in_transaction_of(db, || hooks::run_deleted(&model)).map_err(to_db_err)?;
+            later::queue(&model, later::Event::Deleted, Some(db)).map_err(to_db_err)?;
+        }
         Err(error) => tracing::warn!(
             entity = std::any::type_name::<A::Entity>(),
             %error,
@@ -89,6 +101,47 @@ where
         ),
     }
     Ok(active)
+}
+
+/// Runs every `on_save` hook of the row's entity, and queues its
+/// [async hooks](crate::AsyncHook), as the glue does after a save.
+///
+/// Call it after bulk operations, which run no hooks (see [`hooks`](crate::hooks)).
+///
+/// # Errors
+///
+/// With [`HookErrors::Propagate`](crate::HookErrors::Propagate), the first hook error; otherwise errors are logged and
+/// this returns `Ok`.
+pub fn saved<M>(model: &M, saved: Saved) -> Result<()>
+where
+    M: ModelTrait + 'static,
+{
+    let now = hooks::run_saved(model, saved);
+    let later = later::queue(
+        model,
+        later::Event::Saved(saved),
+        None::<&sea_orm::DatabaseConnection>,
+    );
+    now.and(later)
+}
+
+/// Runs every `on_delete` hook of the row's entity, and queues its async hooks, as the
+/// glue does after a delete.
+///
+/// # Errors
+///
+/// As [`saved`].
+pub fn deleted<M>(model: &M) -> Result<()>
+where
+    M: ModelTrait + 'static,
+{
+    let now = hooks::run_deleted(model);
+    let later = later::queue(
+        model,
+        later::Event::Deleted,
+        None::<&sea_orm::DatabaseConnection>,
+    );
+    now.and(later)
 }
 
 /// Runs `hooks` with their broadcasts held by `db`'s transaction, if it is a

@@ -10,7 +10,8 @@
 //! `ActiveModel::insert`, `update`, `save` and `delete`, and after `Model::delete`.
 //! SeaORM does **not** call `ActiveModelBehavior` for bulk operations: `insert_many`,
 //! `update_many`, `delete_many`, `delete_by_id` and `update_without_returning` run no
-//! hooks. After those, call [`saved`] or [`deleted`] for each affected row yourself:
+//! hooks. After those, call [`saved`](crate::saved) or [`deleted`](crate::deleted) for
+//! each affected row yourself:
 //!
 //! ```no_run
 //! # use sea_orm::entity::prelude::*;
@@ -206,30 +207,13 @@ pub(crate) fn has_hooks<E: EntityTrait>() -> bool {
     !registrations::<E>().is_empty()
 }
 
-/// Runs every `on_save` hook of the row's entity, as the glue does after a save.
-///
-/// Call it after bulk operations, which run no hooks (see the [module docs](self)).
-///
-/// # Errors
-///
-/// With [`HookErrors::Propagate`], the first hook error; otherwise errors are logged and
-/// this returns `Ok`.
-pub fn saved<M>(model: &M, saved: Saved) -> Result<()>
-where
-    M: ModelTrait + 'static,
-{
+/// Runs the `on_save` hooks only (the glue queues the async ones itself).
+pub(crate) fn run_saved<M: ModelTrait + 'static>(model: &M, saved: Saved) -> Result<()> {
     run::<M::Entity>("on_save", |hook| hook.on_save(model, saved))
 }
 
-/// Runs every `on_delete` hook of the row's entity, as the glue does after a delete.
-///
-/// # Errors
-///
-/// As [`saved`].
-pub fn deleted<M>(model: &M) -> Result<()>
-where
-    M: ModelTrait + 'static,
-{
+/// Runs the `on_delete` hooks only.
+pub(crate) fn run_deleted<M: ModelTrait + 'static>(model: &M) -> Result<()> {
     run::<M::Entity>("on_delete", |hook| hook.on_delete(model))
 }
 
@@ -265,7 +249,7 @@ fn run<E: EntityTrait>(
     }
 }
 
-fn panic_message(panic: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
     let text = panic
         .downcast_ref::<&str>()
         .copied()

@@ -220,7 +220,7 @@
 //!
 //! ## Several server processes
 //!
-//! With the `redis` feature, [`backend::Redis`] (or `TURBO_MODEL_REDIS_URL`) carries
+//! With the `redis` feature, `backend::Redis` (or `TURBO_MODEL_REDIS_URL`) carries
 //! broadcasts to every process behind a load balancer, keeps the streams' history in
 //! Redis so that a page whose connection lands on another process resumes where it was,
 //! and turns a lost Redis, or a broadcast Redis could not take before its deadline, into
@@ -276,6 +276,7 @@
 
 mod action;
 pub mod backend;
+mod background;
 mod broadcast;
 mod builder;
 mod clock;
@@ -284,6 +285,7 @@ mod error;
 mod glue;
 pub mod hooks;
 pub mod hub;
+pub mod later;
 pub mod metrics;
 mod model;
 pub mod name;
@@ -300,7 +302,9 @@ pub use action::{Action, Content, StreamAction, Target};
 pub use broadcast::{Broadcast, Stream, stream};
 pub use builder::Builder;
 pub use error::{Error, Result};
-pub use hooks::{Hook, Saved, deleted, saved};
+pub use glue::{deleted, saved};
+pub use hooks::{Hook, Saved};
+pub use later::{AsyncHook, HookContext};
 pub use model::{StreamEntity, StreamModel};
 pub use name::StreamName;
 pub use scope::{is_suppressed, suppress, suppress_sync};
@@ -345,11 +349,29 @@ macro_rules! register {
     };
 }
 
+/// Registers an [`AsyncHook`] (a value of a type implementing it) for its entity: it
+/// runs after COMMIT, in the background, with a database connection.
+///
+/// Async hooks of one entity are queued in the order of their names (`module::Type`).
+/// The same linker caveat as [`register!`] applies.
+#[macro_export]
+macro_rules! register_async {
+    ($hook:expr $(,)?) => {
+        $crate::__private::inventory::submit! {
+            $crate::__private::AsyncHookRegistration::new(
+                &$hook,
+                ::core::concat!(::core::module_path!(), "::", ::core::stringify!($hook)),
+            )
+        }
+    };
+}
+
 /// What the macros expand to. Not public API: no stability promise.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::glue::{after_delete, after_save, before_delete, typed};
     pub use crate::hooks::HookRegistration;
+    pub use crate::later::AsyncHookRegistration;
     pub use crate::templates::models::EntityInfo;
     pub use inventory;
     pub use sea_orm;

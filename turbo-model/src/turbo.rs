@@ -10,6 +10,7 @@ use tera::Context;
 
 use crate::action::StreamAction;
 use crate::backend::Backend;
+use crate::background::{Background, Full, Job, QueueLimits};
 use crate::clock;
 use crate::error::Result;
 use crate::hub::{Hub, Publication};
@@ -53,6 +54,10 @@ struct Inner {
     backend: Arc<dyn Backend>,
     metrics: Arc<Metrics>,
     settings: Settings,
+    /// Where async hooks run.
+    background: Background,
+    /// The connection async hooks get.
+    database: Option<sea_orm::DatabaseConnection>,
     /// Refreshes waiting for their debounce window to close, by stream: the last wins.
     pending_refreshes: Mutex<HashMap<StreamName, PendingRefresh>>,
 }
@@ -104,6 +109,7 @@ fn without_request_id(html: &str) -> String {
 pub(crate) struct Settings {
     pub(crate) hook_errors: HookErrors,
     pub(crate) refresh_debounce: Duration,
+    pub(crate) background: QueueLimits,
 }
 
 impl std::fmt::Debug for Turbo {
@@ -122,9 +128,12 @@ impl Turbo {
         backend: Arc<dyn Backend>,
         metrics: Arc<Metrics>,
         settings: Settings,
+        database: Option<sea_orm::DatabaseConnection>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                background: Background::new(settings.background),
+                database,
                 templates,
                 service,
                 backend,
@@ -311,6 +320,23 @@ impl Turbo {
         Ok(())
     }
 
+    /// Queues work to run after the request, in the background, with the broadcasts it
+    /// sends released in queue order (see [`background`](crate::background)).
+    pub(crate) fn run_later(&self, bytes: usize, scope: Scope, job: Job) -> Result<(), Full> {
+        self.inner.background.submit(bytes, scope, job)
+    }
+
+    /// The database connection async hooks get, if the builder was given one.
+    pub fn database(&self) -> Option<&sea_orm::DatabaseConnection> {
+        self.inner.database.as_ref()
+    }
+
+    /// Waits until every async hook queued so far has run and its broadcasts are out:
+    /// for tests, and before reading what they did.
+    pub async fn settled(&self) {
+        self.inner.background.settled().await;
+    }
+
     pub(crate) fn count_suppressed(&self) {
         self.inner.metrics.suppressed();
     }
@@ -389,7 +415,8 @@ impl Turbo {
         self.inner.service.reauthorize(&which)
     }
 
-    /// Stops taking stream connections and closes the open ones: each writes what is
+    /// Stops taking stream connections, lets the queued async hooks finish (within
+    /// `grace`), and closes the open connections: each writes what is
     /// queued for it (for up to 2 seconds), then closes with code 1012 so that its client
     /// reconnects, to this process if it comes back or to another. Waits until every
     /// connection has closed or `grace` has passed, then stops the backend's tasks;
@@ -399,8 +426,12 @@ impl Turbo {
     /// server's own graceful shutdown: upgraded connections are not the HTTP server's
     /// to wait for. [`serve`](Self::serve) does both.
     pub async fn shutdown(&self, grace: Duration) -> u64 {
-        self.inner.service.begin_shutdown();
         let deadline = Instant::now() + grace;
+        // What async hooks still have to send goes out to the connections still open.
+        if !self.inner.background.drain(grace).await {
+            tracing::warn!("async hooks still queued after the shutdown grace period");
+        }
+        self.inner.service.begin_shutdown();
         let open = loop {
             let open = self.metrics().connections;
             if open == 0 || Instant::now() >= deadline {

@@ -1,7 +1,7 @@
 //! Where a rendered broadcast goes after it leaves the sender: the delivery backend.
 //!
 //! The default, [`InProcess`], hands it straight to this process's hub. A broker backend
-//! ([`Redis`], feature `redis`) publishes it to a broker instead, which numbers it and
+//! (`Redis`, feature `redis`) publishes it to a broker instead, which numbers it and
 //! feeds it back to the hub of every process; hooks, templates and the endpoints do not
 //! change. A backend sees the hub only through the [`Feed`] it gets at start.
 
@@ -46,7 +46,7 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// Carries rendered broadcasts to the hubs that have subscribers for them.
 ///
-/// Implemented by [`InProcess`] and, with the `redis` feature, [`Redis`]; another
+/// Implemented by [`InProcess`] and, with the `redis` feature, `Redis`; another
 /// broker can implement it too.
 pub trait Backend: Send + Sync + 'static {
     /// Who numbers broadcasts: this process's hub, or the broker. Fixes the mode of the

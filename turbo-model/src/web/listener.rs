@@ -20,8 +20,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
-/// Accepts TCP connections whose writes have a deadline (see the [module docs](self)),
-/// for [`axum::serve`]; [`Turbo::serve`](crate::Turbo::serve) uses it.
+/// Accepts TCP connections whose writes have a deadline, for [`axum::serve()`]: a client
+/// that stops reading leaves a write pending, which fails after the timeout, and the
+/// server drops the connection instead of holding it until the client goes away.
+/// [`Turbo::serve`](crate::Turbo::serve) uses it.
 ///
 /// ```no_run
 /// # async fn run(app: axum::Router) -> std::io::Result<()> {
