@@ -164,7 +164,13 @@ async fn async_hooks_query_after_commit_and_keep_commit_order() {
             let id = |id: &str| Some(turbo_model::Target::Id(id.into()));
             assert_eq!(
                 targets,
-                [id("posts"), id("posts"), id("posts"), id("posts"), id("post-3")]
+                [
+                    id("posts"),
+                    id("posts"),
+                    id("posts"),
+                    id("posts"),
+                    id("post-3")
+                ]
             );
             let first = sent.all().first().map_or(0, |r| {
                 r.content()

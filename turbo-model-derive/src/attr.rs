@@ -48,6 +48,16 @@ pub(crate) struct StructAttrs {
     pub(crate) custom_behavior: bool,
     /// `#[stream(broadcasts_refreshes)]`.
     pub(crate) broadcasts_refreshes: bool,
+    /// `#[stream(broadcasts_to = ...)]`, with the key for spans.
+    pub(crate) broadcasts_to: Option<(Ident, BroadcastsTo)>,
+    /// `#[stream(broadcasts)]`, its key for spans.
+    pub(crate) broadcasts: Option<Ident>,
+    /// `#[stream(template = "...")]`, with the key for spans.
+    pub(crate) template: Option<(Ident, LitStr)>,
+    /// `#[stream(target = "...")]`, with the key for spans.
+    pub(crate) target: Option<(Ident, LitStr)>,
+    /// `#[stream(inserts_by = prepend)]`, with the key for spans: whether to prepend.
+    pub(crate) inserts_by: Option<(Ident, bool)>,
     /// `#[sea_orm(table_name = "...")]`.
     pub(crate) table_name: Option<LitStr>,
     /// `#[serde(rename_all = "...")]`, the serialize side.
@@ -67,6 +77,16 @@ pub(crate) struct FieldAttrs {
     pub(crate) skip_serializing: bool,
 }
 
+/// Where `broadcasts_to` sends.
+pub(crate) enum BroadcastsTo {
+    /// `broadcasts_to = parent`: the stream of the field marked `#[stream(parent = ...)]`.
+    Parent(Ident),
+    /// `broadcasts_to = "lobby"`: a stream by name.
+    Named(LitStr),
+    /// `broadcasts`: not written as `broadcasts_to`, but checked with it.
+    Own,
+}
+
 /// `#[stream(parent = path::to::Entity)]`; `entity` is `None` when the path was malformed
 /// (already reported), so that a stub can still be generated.
 pub(crate) struct Parent {
@@ -74,7 +94,15 @@ pub(crate) struct Parent {
     pub(crate) entity: Option<Path>,
 }
 
-const STRUCT_KEYS: &str = "`prefix`, `custom_behavior` or `broadcasts_refreshes`";
+const STRUCT_KEYS: &str = "`prefix`, `custom_behavior`, `broadcasts_refreshes`, \
+     `broadcasts_to`, `broadcasts`, `template`, `target` or `inserts_by`";
+const BROADCASTS_TO_EXAMPLE: &str = "expected `parent` (the field marked `#[stream(parent = ...)]`) \
+     or a stream name, e.g. `#[stream(broadcasts_to = parent)]`";
+const TEMPLATE_EXAMPLE: &str =
+    "expected a template name, e.g. `#[stream(template = \"chat/message.html\")]`";
+const TARGET_EXAMPLE: &str = "expected an element id, e.g. `#[stream(target = \"messages\")]`";
+const INSERTS_BY_EXAMPLE: &str =
+    "expected `append` or `prepend`, e.g. `#[stream(inserts_by = prepend)]`";
 const FIELD_KEYS: &str = "`parent`";
 const PARENT_EXAMPLE: &str =
     "expected a path to the parent entity, e.g. `#[stream(parent = super::room::Entity)]`";
@@ -108,6 +136,28 @@ impl StructAttrs {
                         "prefix" => out.prefix = prefix(&item, errors),
                         "custom_behavior" => out.custom_behavior = flag(&item, errors),
                         "broadcasts_refreshes" => out.broadcasts_refreshes = flag(&item, errors),
+                        "broadcasts" => {
+                            if flag(&item, errors) {
+                                out.broadcasts = Some(item.key.clone());
+                            }
+                        }
+                        "broadcasts_to" => {
+                            out.broadcasts_to =
+                                broadcasts_to(&item, errors).map(|to| (item.key.clone(), to));
+                        }
+                        "template" => {
+                            out.template =
+                                name_literal(&item, TEMPLATE_EXAMPLE, "template name", errors)
+                                    .map(|lit| (item.key.clone(), lit));
+                        }
+                        "target" => {
+                            out.target = name_literal(&item, TARGET_EXAMPLE, "target", errors)
+                                .map(|lit| (item.key.clone(), lit));
+                        }
+                        "inserts_by" => {
+                            out.inserts_by = inserts_by(&item, errors)
+                                .map(|prepend| (item.key.clone(), prepend));
+                        }
                         "parent" => errors.spanned(
                             &item.key,
                             "`parent` goes on the field that holds the parent's key, \
@@ -153,11 +203,17 @@ impl FieldAttrs {
                     }
                     match item.key.to_string().as_str() {
                         "parent" => out.parent = Some(parent(item, errors)),
-                        known @ ("prefix" | "custom_behavior" | "broadcasts_refreshes") => errors
-                            .spanned(
-                                &item.key,
-                                format!("`{known}` goes on the struct, not on a field"),
-                            ),
+                        known @ ("prefix"
+                        | "custom_behavior"
+                        | "broadcasts_refreshes"
+                        | "broadcasts_to"
+                        | "broadcasts"
+                        | "template"
+                        | "target"
+                        | "inserts_by") => errors.spanned(
+                            &item.key,
+                            format!("`{known}` goes on the struct, not on a field"),
+                        ),
                         other => errors.spanned(
                             &item.key,
                             format!("unknown `stream` attribute `{other}`; expected {FIELD_KEYS}"),
@@ -207,6 +263,71 @@ fn prefix(item: &Item, errors: &mut Errors) -> Option<LitStr> {
         None
     } else {
         Some(lit)
+    }
+}
+
+/// `= "..."`: a non-empty string without control characters; `what` names it in errors.
+fn name_literal(item: &Item, example: &str, what: &str, errors: &mut Errors) -> Option<LitStr> {
+    let lit = match &item.value {
+        Value::Eq(tokens) => match syn::parse2::<LitStr>(tokens.clone()) {
+            Ok(lit) => lit,
+            Err(_) => {
+                errors.spanned(tokens, example);
+                return None;
+            }
+        },
+        _ => {
+            errors.spanned(&item.key, example);
+            return None;
+        }
+    };
+    let value = lit.value();
+    if value.is_empty() {
+        errors.spanned(&lit, format!("the {what} cannot be empty"));
+        None
+    } else if value.chars().any(char::is_control) {
+        errors.spanned(
+            &lit,
+            format!("the {what} cannot contain control characters"),
+        );
+        None
+    } else {
+        Some(lit)
+    }
+}
+
+fn broadcasts_to(item: &Item, errors: &mut Errors) -> Option<BroadcastsTo> {
+    let Value::Eq(tokens) = &item.value else {
+        errors.spanned(&item.key, BROADCASTS_TO_EXAMPLE);
+        return None;
+    };
+    if let Ok(ident) = syn::parse2::<Ident>(tokens.clone()) {
+        if ident == "parent" {
+            return Some(BroadcastsTo::Parent(ident));
+        }
+        errors.spanned(&ident, BROADCASTS_TO_EXAMPLE);
+        return None;
+    }
+    if syn::parse2::<LitStr>(tokens.clone()).is_ok() {
+        return name_literal(item, BROADCASTS_TO_EXAMPLE, "stream name", errors)
+            .map(BroadcastsTo::Named);
+    }
+    errors.spanned(tokens, BROADCASTS_TO_EXAMPLE);
+    None
+}
+
+fn inserts_by(item: &Item, errors: &mut Errors) -> Option<bool> {
+    let Value::Eq(tokens) = &item.value else {
+        errors.spanned(&item.key, INSERTS_BY_EXAMPLE);
+        return None;
+    };
+    match syn::parse2::<Ident>(tokens.clone()) {
+        Ok(ident) if ident == "append" => Some(false),
+        Ok(ident) if ident == "prepend" => Some(true),
+        _ => {
+            errors.spanned(tokens, INSERTS_BY_EXAMPLE);
+            None
+        }
     }
 }
 

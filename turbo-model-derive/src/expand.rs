@@ -11,7 +11,7 @@ use syn::{DeriveInput, Ident};
 
 use crate::ast::Input;
 use crate::attr::Errors;
-use crate::valid::{self, Model, Names, ParentField, Prefix};
+use crate::valid::{self, Declared, Model, Names, ParentField, Prefix, To};
 
 /// `#[derive(ModelStream)]`. Attribute mistakes come back as errors next to a complete
 /// stub; only an input that is no struct with named fields is an `Err`.
@@ -70,6 +70,14 @@ fn model_impls(model: &Model<'_>, check_behavior: bool) -> TokenStream {
         .as_ref()
         .map(|names| registration(names, &model.keys));
     let refreshes = model.broadcasts_refreshes.then(|| refreshes(model));
+    let declared = model
+        .declared
+        .as_ref()
+        .map(|declared| declared_broadcasts(model, declared));
+    let dom_id_doc = format!(
+        "The id of the element that shows the row: `{}` (see [`turbo_model::dom_id`]).",
+        described.replace([':', ','], "_")
+    );
 
     quote! {
         #[automatically_derived]
@@ -93,6 +101,11 @@ fn model_impls(model: &Model<'_>, check_behavior: bool) -> TokenStream {
                 <Self as ::turbo_model::StreamModel>::stream(self)
             }
 
+            #[doc = #dom_id_doc]
+            pub fn dom_id(&self) -> ::std::string::String {
+                <Self as ::turbo_model::StreamModel>::dom_id(self)
+            }
+
             #parent_stream
         }
 
@@ -100,6 +113,68 @@ fn model_impls(model: &Model<'_>, check_behavior: bool) -> TokenStream {
         #behavior
         #registration
         #refreshes
+        #declared
+    }
+}
+
+/// `#[stream(broadcasts_to = ...)]` and `#[stream(broadcasts)]`: a hook that appends (or
+/// prepends) created rows, replaces updated ones and removes deleted ones.
+fn declared_broadcasts(model: &Model<'_>, declared: &Declared) -> TokenStream {
+    let ident = model.ident;
+    let template = &declared.template;
+    let prefix = quote!(<Entity as ::turbo_model::StreamEntity>::stream_prefix());
+    let target = match &declared.target {
+        Some(lit) => quote!(#lit),
+        None => prefix.clone(),
+    };
+    let prepend = declared.prepend;
+    let some = |stream: TokenStream| quote!(::core::option::Option::Some(#stream));
+    let (inserts, changes) = match &declared.to {
+        To::Parent => {
+            let parent = match &model.parent {
+                Some(parent) if parent.optional => quote!(model.parent_stream()),
+                _ => some(quote!(model.parent_stream())),
+            };
+            (parent.clone(), parent)
+        }
+        To::Named(name) => {
+            let stream = some(quote!(::turbo_model::__private::collection_stream(#name)));
+            (stream.clone(), stream)
+        }
+        To::Own => (
+            some(quote!(::turbo_model::__private::collection_stream(#prefix))),
+            some(quote!(model.stream())),
+        ),
+    };
+    quote! {
+        /// The hook behind `#[stream(broadcasts_to = ...)]` or `#[stream(broadcasts)]`.
+        #[doc(hidden)]
+        struct DeclaredBroadcasts;
+
+        impl DeclaredBroadcasts {
+            fn declared() -> ::turbo_model::__private::Declared {
+                ::turbo_model::__private::Declared {
+                    template: #template,
+                    target: #target,
+                    prepend: #prepend,
+                    module: ::core::module_path!(),
+                }
+            }
+        }
+
+        impl ::turbo_model::Hook for DeclaredBroadcasts {
+            type Entity = Entity;
+
+            fn on_save(&self, model: &#ident, saved: ::turbo_model::Saved) -> ::turbo_model::Result<()> {
+                Self::declared().saved(model, saved.created, #inserts, #changes)
+            }
+
+            fn on_delete(&self, model: &#ident) -> ::turbo_model::Result<()> {
+                Self::declared().deleted(model, #changes)
+            }
+        }
+
+        ::turbo_model::register!(DeclaredBroadcasts);
     }
 }
 
@@ -120,7 +195,7 @@ fn refreshes(model: &Model<'_>) -> TokenStream {
     quote! {
         /// The hook behind `#[stream(broadcasts_refreshes)]`.
         #[doc(hidden)]
-        pub struct BroadcastsRefreshes;
+        struct BroadcastsRefreshes;
 
         impl BroadcastsRefreshes {
             fn refresh(model: &#ident, created: bool) -> ::turbo_model::Result<()> {

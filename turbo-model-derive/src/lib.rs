@@ -55,6 +55,40 @@ use syn::{DeriveInput, parse_macro_input};
 /// # }
 /// ```
 ///
+/// Declarative broadcasts, for a row shown in its parent's list, need no hook at all:
+///
+/// ```
+/// mod message {
+///     use sea_orm::entity::prelude::*;
+///
+///     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize)]
+///     #[sea_orm(table_name = "message")]
+///     #[stream(broadcasts_to = parent, template = "chat/message.html", target = "messages")]
+///     pub struct Model {
+///         #[sea_orm(primary_key)]
+///         pub id: i32,
+///         #[stream(parent = super::room::Entity)]
+///         pub room_id: i32,
+///         pub text: String,
+///     }
+/// #   #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+/// #   pub enum Relation {}
+/// }
+/// # mod room {
+/// #     use sea_orm::entity::prelude::*;
+/// #     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, turbo_model::ModelStream, serde::Serialize)]
+/// #     #[sea_orm(table_name = "room")]
+/// #     pub struct Model { #[sea_orm(primary_key)] pub id: i32 }
+/// #     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+/// #     pub enum Relation {}
+/// # }
+/// # fn main() {
+/// // chat/message.html: <p id="{{ message | dom_id }}">{{ message.text }}</p>
+/// let message = message::Model { id: 12, room_id: 3, text: "hi".into() };
+/// assert_eq!(message.dom_id(), "message_12");
+/// # }
+/// ```
+///
 /// # Generated
 ///
 /// - `StreamEntity` for `Entity`: the stream prefix, which is the table name unless
@@ -74,6 +108,19 @@ use syn::{DeriveInput, parse_macro_input};
 ///   prefix alone, e.g. `room`, for index pages) after a create, and to the row's stream
 ///   after an update or delete: pages that subscribe to them reload (or morph)
 ///   themselves, with no hook to write;
+/// - with `#[stream(broadcasts_to = parent, template = "...", target = "...")]`, a hook
+///   that renders the template for the row and, on the parent's stream, appends it to
+///   the element `target` when the row is created, replaces the row's element (its
+///   `dom_id`, `message_12`) when it is updated and removes it when it is deleted.
+///   `inserts_by = prepend` prepends instead. `broadcasts_to = "lobby"` sends to a
+///   stream by name; `#[stream(broadcasts, template = "...")]` sends creates to the
+///   entity's stream (`message`) and updates and deletes to the row's own
+///   (`message:12`). `target` defaults to the stream prefix. The template gets the row
+///   as `row` and under the name of the entity's module (`message`), and gives its
+///   outer element the id `{{ message | dom_id }}`. The broadcasts wait for COMMIT;
+///   an optional parent that is `None` sends nothing;
+/// - `model.dom_id()`: the id of the element that shows the row, `message_12`
+///   ([`turbo_model::dom_id`](https://docs.rs/turbo-model/latest/turbo_model/fn.dom_id.html));
 /// - the registration the `turbo_subscribe` template tag uses to find a row's stream
 ///   from its serialized fields (honouring `#[serde(rename, rename_all, skip)]`).
 ///
@@ -84,6 +131,12 @@ use syn::{DeriveInput, parse_macro_input};
 /// | struct | `#[stream(prefix = "rooms")]`        | stream names start `rooms:`         |
 /// | struct | `#[stream(custom_behavior)]`         | no `ActiveModelBehavior` impl       |
 /// | struct | `#[stream(broadcasts_refreshes)]`    | refresh pages on every save/delete  |
+/// | struct | `#[stream(broadcasts_to = parent)]`  | append/replace/remove on the parent's stream |
+/// | struct | `#[stream(broadcasts_to = "lobby")]` | the same, on a stream by name       |
+/// | struct | `#[stream(broadcasts)]`              | the same, on the entity's and row's streams |
+/// | struct | `#[stream(template = "m.html")]`     | the template of one row (required with the three above) |
+/// | struct | `#[stream(target = "messages")]`     | where created rows go (default: the prefix) |
+/// | struct | `#[stream(inserts_by = prepend)]`    | prepend created rows (default `append`) |
 /// | field  | `#[stream(parent = super::room::Entity)]` | the field holds the parent's key |
 ///
 /// With `#[sea_orm::model]` the derive also lands on the generated `ModelEx`; there it

@@ -9,7 +9,7 @@ use syn::ext::IdentExt;
 use syn::{GenericArgument, Ident, LitStr, Path, PathArguments, Type};
 
 use crate::ast::{Field, Input};
-use crate::attr::{Errors, FieldAttrs, StructAttrs};
+use crate::attr::{BroadcastsTo, Errors, FieldAttrs, StructAttrs};
 
 /// Everything code generation needs to know about the `Model`.
 pub(crate) struct Model<'a> {
@@ -17,12 +17,33 @@ pub(crate) struct Model<'a> {
     pub(crate) prefix: Prefix,
     pub(crate) custom_behavior: bool,
     pub(crate) broadcasts_refreshes: bool,
+    /// `broadcasts_to` or `broadcasts`, when declared (and complete).
+    pub(crate) declared: Option<Declared>,
     /// The primary key fields, in declaration order (SeaORM's key order).
     pub(crate) keys: Vec<&'a Field<'a>>,
     pub(crate) parent: Option<ParentField<'a>>,
     /// The serialized field names; `None` when a key field is never serialized, so the
     /// `turbo_subscribe` tag could not find the row's stream from its data.
     pub(crate) names: Option<Names>,
+}
+
+/// Declarative broadcasts.
+pub(crate) struct Declared {
+    pub(crate) to: To,
+    pub(crate) template: LitStr,
+    /// `None`: the entity's stream prefix.
+    pub(crate) target: Option<LitStr>,
+    pub(crate) prepend: bool,
+}
+
+/// Where declarative broadcasts go.
+pub(crate) enum To {
+    /// The parent field's stream.
+    Parent,
+    /// A stream by name.
+    Named(LitStr),
+    /// Created rows to the entity's stream, changes to the row's own.
+    Own,
 }
 
 /// Where the stream prefix comes from.
@@ -84,6 +105,7 @@ pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Model<'a> 
     }
 
     let names = names(&fields, &attrs);
+    let declared = declared(&attrs, parent.is_some(), errors);
     let prefix = match attrs.prefix.or(attrs.table_name) {
         Some(lit) => Prefix::Literal(lit),
         None => Prefix::TableName,
@@ -94,10 +116,79 @@ pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Model<'a> 
         prefix,
         custom_behavior: attrs.custom_behavior,
         broadcasts_refreshes: attrs.broadcasts_refreshes,
+        declared,
         names,
         keys,
         parent,
     }
+}
+
+/// Checks the declarative broadcast attributes together.
+fn declared(attrs: &StructAttrs, has_parent: bool, errors: &mut Errors) -> Option<Declared> {
+    let to = match (&attrs.broadcasts_to, &attrs.broadcasts) {
+        (Some(_), Some(own)) => {
+            errors.spanned(
+                own,
+                "`broadcasts` and `broadcasts_to` cannot go together: `broadcasts` sends to \
+                 the row's own stream, `broadcasts_to` to another; choose one",
+            );
+            return None;
+        }
+        (Some((key, to)), None) => Some((key, to)),
+        (None, Some(key)) => Some((key, &BroadcastsTo::Own)),
+        (None, None) => None,
+    };
+    let Some((key, to)) = to else {
+        let extras = [
+            attrs.template.as_ref().map(|(key, _)| key),
+            attrs.target.as_ref().map(|(key, _)| key),
+            attrs.inserts_by.as_ref().map(|(key, _)| key),
+        ];
+        for key in extras.into_iter().flatten() {
+            errors.spanned(
+                key,
+                format!(
+                    "`{key}` describes declarative broadcasts: add `broadcasts_to = parent` \
+                     or `broadcasts`"
+                ),
+            );
+        }
+        return None;
+    };
+    let Some((_, template)) = &attrs.template else {
+        errors.spanned(
+            key,
+            format!(
+                "`{key}` needs `template = \"...\"`, the template that renders one row, \
+                 e.g. `#[stream({key}, template = \"chat/message.html\")]`"
+            ),
+        );
+        return None;
+    };
+    let to = match to {
+        BroadcastsTo::Parent(word) => {
+            if !has_parent {
+                errors.spanned(
+                    word,
+                    "`broadcasts_to = parent` needs the field that holds the parent's key \
+                     marked `#[stream(parent = path::to::Entity)]`",
+                );
+                return None;
+            }
+            To::Parent
+        }
+        BroadcastsTo::Named(name) => To::Named(name.clone()),
+        BroadcastsTo::Own => To::Own,
+    };
+    Some(Declared {
+        to,
+        template: template.clone(),
+        target: attrs.target.as_ref().map(|(_, lit)| lit.clone()),
+        prepend: attrs
+            .inserts_by
+            .as_ref()
+            .is_some_and(|(_, prepend)| *prepend),
+    })
 }
 
 fn names(fields: &[(&Field<'_>, FieldAttrs)], attrs: &StructAttrs) -> Option<Names> {

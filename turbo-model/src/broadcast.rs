@@ -64,6 +64,19 @@ impl Stream {
         &self.name
     }
 
+    /// A compound stream: this one and `part`, joined by `:`. For a room's messages
+    /// apart from the room's other news, `room.stream().join("messages")?` is
+    /// `room:3:messages`, the stream `<% turbo_subscribe room "messages" %>` subscribes
+    /// to.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidStreamName`] when `part` is empty or holds control characters, or
+    /// the whole passes 256 bytes.
+    pub fn join(&self, part: impl std::fmt::Display) -> Result<Stream> {
+        self.name.join(part).map(Stream::from)
+    }
+
     /// `action` on this stream.
     pub fn broadcast(&self, action: StreamAction) -> Broadcast {
         Broadcast::new(self.name.clone(), action)

@@ -142,8 +142,9 @@
 //! [`Turbo`], naming the template and the line.
 //!
 //! `<% turbo_subscribe room %>` (or the Django spelling `{% turbo_subscribe room %}`)
-//! renders the subscription element for one or more models, stream names or lists of
-//! them, separated by spaces or commas:
+//! renders the subscription element for a model or a stream name; several arguments,
+//! separated by spaces or commas, name one compound stream (`room "messages"` is
+//! `room:3:messages`), and one list argument subscribes to each of its items:
 //!
 //! ```html
 //! <turbo-model-stream-source src="/turbo-model/ws" streams="cm9vbTox.…" since="t1733000000123456"></turbo-model-stream-source>
@@ -179,7 +180,23 @@
 //!   write `#[stream(custom_behavior)]` on the struct and put
 //!   `#[turbo_model::active_model_behavior]` on that impl;
 //! - `#[stream(prefix = "rooms")]` on the struct changes the stream prefix from the
-//!   table name.
+//!   table name;
+//! - declarative broadcasts, with no hook to write:
+//!   `#[stream(broadcasts_to = parent, template = "chat/message.html", target = "messages")]`
+//!   appends a created row to `#messages` on its parent's stream, replaces an updated
+//!   one and removes a deleted one (by [`dom_id`], `message_12`); `inserts_by = prepend`
+//!   prepends; `#[stream(broadcasts, template = "...")]` uses the entity's stream for
+//!   creates and the row's own for the rest. See [`ModelStream`](derive@ModelStream).
+//!
+//! ## Turbo conventions
+//!
+//! - [`dom_id`] (`message_12`, `edit_message_12` with a prefix) names the element that
+//!   shows a row; templates have the `dom_id` filter:
+//!   `<li id="{{ message | dom_id }}">`, `{{ message | dom_id(prefix="edit") }}`.
+//! - The arguments of one `turbo_subscribe` tag name one stream, joined by `:`:
+//!   `<% turbo_subscribe room "messages" %>` subscribes to `room:3:messages`, which is
+//!   `room.stream().join("messages")?` in Rust ([`Stream::join`]). One list argument
+//!   subscribes to each of its items: `<% turbo_subscribe [room, "lobby"] %>`.
 //!
 //! ## After commit, or never
 //!
@@ -280,6 +297,7 @@ mod background;
 mod broadcast;
 mod builder;
 mod clock;
+mod declared;
 mod dispatch;
 mod error;
 mod glue;
@@ -305,7 +323,7 @@ pub use error::{Error, Result};
 pub use glue::{deleted, saved};
 pub use hooks::{Hook, Saved};
 pub use later::{AsyncHook, HookContext};
-pub use model::{StreamEntity, StreamModel};
+pub use model::{StreamEntity, StreamModel, dom_id};
 pub use name::StreamName;
 pub use scope::{is_suppressed, suppress, suppress_sync};
 pub use tera::{Context, context};
@@ -369,6 +387,7 @@ macro_rules! register_async {
 /// What the macros expand to. Not public API: no stability promise.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::declared::Declared;
     pub use crate::glue::{after_delete, after_save, before_delete, typed};
     pub use crate::hooks::HookRegistration;
     pub use crate::later::AsyncHookRegistration;

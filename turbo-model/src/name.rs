@@ -97,9 +97,59 @@ impl StreamName {
         }
     }
 
+    /// A compound stream: this name and `part`, joined by `:`. `room:3` joined with
+    /// `messages` is `room:3:messages`, the stream `<% turbo_subscribe room "messages" %>`
+    /// subscribes to.
+    ///
+    /// ```
+    /// use turbo_model::StreamName;
+    ///
+    /// let room = StreamName::new("room:3")?;
+    /// assert_eq!(room.join("messages")?.as_str(), "room:3:messages");
+    /// # Ok::<(), turbo_model::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidStreamName`] when `part` is empty or holds control characters, or
+    /// the whole is longer than [`MAX_STREAM_NAME_LEN`].
+    pub fn join(&self, part: impl fmt::Display) -> Result<Self> {
+        let part = part.to_string();
+        if part.is_empty() {
+            return Err(Error::InvalidStreamName {
+                name: format!("{}:", self.0.chars().take(63).collect::<String>()),
+                reason: "a part of a compound stream name cannot be empty",
+            });
+        }
+        Self::new(format!("{}:{part}", self.0))
+    }
+
+    /// The name as an HTML id: every character other than an ASCII letter, digit, `-`
+    /// or `_` becomes `_`, so `message:12` is `message_12`. See [`dom_id`](crate::dom_id).
+    pub fn dom_id(&self) -> String {
+        self.0
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// `prefix_id`, or `id` without a prefix (or with an empty one).
+pub(crate) fn prefixed(id: String, prefix: Option<&str>) -> String {
+    match prefix {
+        Some(prefix) if !prefix.is_empty() => format!("{prefix}_{id}"),
+        _ => id,
     }
 }
 
@@ -219,6 +269,51 @@ mod tests {
         }
         assert!(StreamName::new("x".repeat(MAX_STREAM_NAME_LEN)).is_ok());
         assert!(StreamName::new("x".repeat(MAX_STREAM_NAME_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn compound_names_join_parts_with_a_colon() {
+        let room = StreamName::new("room:3").expect("ok");
+        assert_eq!(
+            room.join("messages").expect("ok").as_str(),
+            "room:3:messages"
+        );
+        assert_eq!(room.join(7).expect("ok").as_str(), "room:3:7");
+        for (part, reason) in [
+            (
+                String::new(),
+                "a part of a compound stream name cannot be empty",
+            ),
+            (
+                "a\tb".to_owned(),
+                "a stream name cannot contain control characters",
+            ),
+            (
+                "x".repeat(MAX_STREAM_NAME_LEN),
+                "a stream name is at most 256 bytes",
+            ),
+        ] {
+            match room.join(&part) {
+                Err(Error::InvalidStreamName { reason: r, .. }) => assert_eq!(r, reason),
+                other => panic!("{part:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn dom_ids_keep_letters_digits_dashes_and_underscores() {
+        let id = |name: &str| StreamName::new(name).expect("ok").dom_id();
+        assert_eq!(id("message:12"), "message_12");
+        assert_eq!(
+            id("job:0b7c-41e2"),
+            "job_0b7c-41e2",
+            "UUID keys are kept whole"
+        );
+        assert_eq!(id("pair:a%2Cb,2"), "pair_a_2Cb_2");
+        assert_eq!(id("caf\u{e9}:1"), "caf__1");
+        assert_eq!(prefixed(id("message:12"), Some("edit")), "edit_message_12");
+        assert_eq!(prefixed(id("message:12"), Some("")), "message_12");
+        assert_eq!(prefixed(id("message:12"), None), "message_12");
     }
 
     #[test]

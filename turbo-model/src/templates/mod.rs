@@ -62,6 +62,7 @@ impl Templates {
     ) -> Result<Self> {
         let mut tera = Tera::new();
         tera.register_function(tag::FUNCTION, Subscribe { signer, endpoints });
+        tera.register_filter("dom_id", dom_id_filter);
         let mut rewritten = Vec::with_capacity(sources.len());
         let mut has_tag = false;
         for (name, source) in &sources {
@@ -213,11 +214,7 @@ impl tera::Function<TeraResult<Value>> for Subscribe {
         let since = state
             .get::<u64>(SINCE_VARIABLE)?
             .unwrap_or_else(clock::now_micros);
-        let mut resolved = Vec::new();
-        for (i, value) in streams.iter().enumerate() {
-            let name = names.get(i).map_or("", String::as_str);
-            collect_streams(value, name, &mut resolved).map_err(tera::Error::message)?;
-        }
+        let resolved = resolve_streams(&streams, &names).map_err(tera::Error::message)?;
         let mut html = String::with_capacity(128 + 64 * resolved.len());
         if sse {
             // Turbo's own element: an EventSource per stream, no script of ours.
@@ -260,44 +257,102 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Finds the stream(s) a tag argument stands for.
-fn collect_streams(
-    value: &Value,
-    expr_name: &str,
-    out: &mut Vec<StreamName>,
-) -> std::result::Result<(), String> {
-    if let Some(name) = value.as_str() {
-        out.push(StreamName::new(name).map_err(|e| format!("turbo_subscribe: {e}"))?);
-    } else if let Some(items) = value.as_array() {
-        for item in items {
-            collect_streams(item, expr_name, out)?;
+/// The streams a tag stands for: its one list argument's items, each a stream; else
+/// one stream, its arguments joined by `:` (`room "messages"` is `room:3:messages`).
+fn resolve_streams(
+    values: &[Value],
+    names: &[String],
+) -> std::result::Result<Vec<StreamName>, String> {
+    if let [list] = values
+        && let Some(items) = list.as_array()
+    {
+        let name = names.first().map_or("", String::as_str);
+        if items.is_empty() {
+            return Err(format!(
+                "turbo_subscribe: `{}` is an empty list: nothing to subscribe to",
+                shown(name)
+            ));
         }
-    } else if let Some(map) = value.as_map() {
-        let keys: BTreeSet<&str> = map.keys().filter_map(|k| k.as_str()).collect();
-        let entity = find_entity(&keys, expr_name)?;
-        let mut key_values = Vec::with_capacity(entity.primary_key.len());
-        for field in entity.primary_key {
-            let v = map
-                .get(&tera::value::Key::Str(field))
-                .ok_or_else(|| format!("turbo_subscribe: `{expr_name}` has no field `{field}`"))?;
-            key_values.push(v.to_string());
-        }
-        out.push(StreamName::for_row(
-            (entity.prefix)(),
-            key_values.iter().map(|v| v as &dyn std::fmt::Display),
-        ));
-    } else {
-        let shown = if expr_name.is_empty() {
-            "argument"
-        } else {
-            expr_name
-        };
-        return Err(format!(
-            "turbo_subscribe: cannot subscribe to `{shown}`, a {}: expected a model, a stream name or a list of them",
-            kind_name(value)
-        ));
+        return items.iter().map(|item| one_stream(item, "")).collect();
     }
-    Ok(())
+    let mut whole: Option<StreamName> = None;
+    for (i, value) in values.iter().enumerate() {
+        let name = names.get(i).map_or("", String::as_str);
+        if value.as_array().is_some() {
+            return Err(format!(
+                "turbo_subscribe: `{}` is a list, and a list must be the tag's only argument \
+                 (it subscribes to each item); the arguments of one tag name one stream",
+                shown(name)
+            ));
+        }
+        let part = one_stream(value, name)?;
+        whole = Some(match whole {
+            None => part,
+            Some(whole) => whole
+                .join(part.as_str())
+                .map_err(|e| format!("turbo_subscribe: {e}"))?,
+        });
+    }
+    Ok(whole.into_iter().collect())
+}
+
+/// The stream a string or a model stands for.
+fn one_stream(value: &Value, expr_name: &str) -> std::result::Result<StreamName, String> {
+    if let Some(name) = value.as_str() {
+        StreamName::new(name).map_err(|e| format!("turbo_subscribe: {e}"))
+    } else if let Some(map) = value.as_map() {
+        row_stream(map, expr_name, "turbo_subscribe")
+    } else {
+        Err(format!(
+            "turbo_subscribe: cannot subscribe to `{}`, a {}: expected a model, a stream name or a list of them",
+            shown(expr_name),
+            kind_name(value)
+        ))
+    }
+}
+
+/// The stream of the row serialized as `map`; `who` names the tag or filter in errors.
+fn row_stream(
+    map: &tera::value::Map,
+    expr_name: &str,
+    who: &str,
+) -> std::result::Result<StreamName, String> {
+    let keys: BTreeSet<&str> = map.keys().filter_map(|k| k.as_str()).collect();
+    let entity = find_entity(&keys, expr_name, who)?;
+    let mut key_values = Vec::with_capacity(entity.primary_key.len());
+    for field in entity.primary_key {
+        let v = map
+            .get(&tera::value::Key::Str(field))
+            .ok_or_else(|| format!("{who}: `{}` has no field `{field}`", shown(expr_name)))?;
+        key_values.push(v.to_string());
+    }
+    Ok(StreamName::for_row(
+        (entity.prefix)(),
+        key_values.iter().map(|v| v as &dyn std::fmt::Display),
+    ))
+}
+
+/// An expression's name for errors, or "argument" when it has none.
+fn shown(expr_name: &str) -> &str {
+    if expr_name.is_empty() {
+        "argument"
+    } else {
+        expr_name
+    }
+}
+
+/// The `dom_id` filter: `{{ message | dom_id }}` is `message_12`,
+/// `{{ message | dom_id(prefix="edit") }}` is `edit_message_12`.
+fn dom_id_filter(row: &Value, kwargs: Kwargs, _: &State<'_>) -> TeraResult<String> {
+    let prefix: Option<String> = kwargs.get("prefix")?;
+    let Some(map) = row.as_map() else {
+        return Err(tera::Error::message(format!(
+            "dom_id: expected a model, got a {}",
+            kind_name(row)
+        )));
+    };
+    let stream = row_stream(map, "", "dom_id").map_err(tera::Error::message)?;
+    Ok(crate::name::prefixed(stream.dom_id(), prefix.as_deref()))
 }
 
 /// A user's word for a value's kind.
@@ -317,6 +372,7 @@ fn kind_name(value: &Value) -> &'static str {
 fn find_entity(
     keys: &BTreeSet<&str>,
     expr_name: &str,
+    who: &str,
 ) -> std::result::Result<&'static EntityInfo, String> {
     let shaped: Vec<&'static EntityInfo> =
         models::entities().filter(|e| e.has_shape(keys)).collect();
@@ -337,28 +393,24 @@ fn find_entity(
         ([only], _) => Ok(only),
         (_, [only]) => Ok(only),
         (_, []) => Err(format!(
-            "turbo_subscribe: `{}` is not a model that derives ModelStream (fields: {}); \
+            "{who}: `{}` is not a model that derives ModelStream (fields: {}); \
              pass a stream name instead",
-            if expr_name.is_empty() {
-                "argument"
-            } else {
-                expr_name
-            },
+            shown(expr_name),
             keys.iter().copied().collect::<Vec<_>>().join(", ")
         )),
         (_, candidates) => Err(format!(
-            "turbo_subscribe: `{}` could be any of {}; name the variable after its table \
-             or pass a stream name",
-            if expr_name.is_empty() {
-                "argument"
-            } else {
-                expr_name
-            },
+            "{who}: `{}` could be any of {}; {}",
+            shown(expr_name),
             candidates
                 .iter()
                 .map(|e| (e.prefix)())
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            if who == "dom_id" {
+                "compute the id in Rust (`turbo_model::dom_id`) and pass it in"
+            } else {
+                "name the variable after its table or pass a stream name"
+            }
         )),
     }
 }
@@ -422,8 +474,11 @@ mod tests {
 
     #[test]
     fn sse_transport_renders_turbos_own_element_per_stream() {
-        let t = templates(&[("p.html", r#"<% turbo_subscribe "a" "b" transport="sse" %>"#)])
-            .expect("builds");
+        let t = templates(&[(
+            "p.html",
+            r#"<% turbo_subscribe ["a", "b"] transport="sse" %>"#,
+        )])
+        .expect("builds");
         let html = t
             .render("p.html", &Context::new(), Some(42))
             .expect("renders");
@@ -458,6 +513,100 @@ mod tests {
             .expect("streams attribute");
         assert_eq!(streams.split(' ').count(), 2);
         assert!(streams.starts_with("YQ."), "{streams}");
+    }
+
+    /// The streams in a rendered element, as names.
+    fn subscribed(html: &str) -> Vec<String> {
+        html.split("streams=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("streams attribute")
+            .split(' ')
+            .map(|token| {
+                Signer::new(b"0123456789abcdef0123456789abcdef")
+                    .expect("secret")
+                    .verify(token)
+                    .expect("a valid token")
+                    .as_str()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_arguments_of_one_tag_name_one_compound_stream() {
+        let t = templates(&[
+            ("a.html", r#"<% turbo_subscribe "room:3" "messages" %>"#),
+            ("b.html", r#"<% turbo_subscribe "room:3", "messages", n %>"#),
+            ("c.html", r#"<% turbo_subscribe ["room:3", "room:4"] %>"#),
+            ("d.html", r#"<% turbo_subscribe "room:3" ["a"] %>"#),
+            ("e.html", r#"<% turbo_subscribe "room:3" "" %>"#),
+            ("f.html", r#"<% turbo_subscribe empty %>"#),
+        ])
+        .expect("builds");
+        let mut ctx = Context::new();
+        ctx.insert("n", "2");
+        ctx.insert("empty", &Vec::<String>::new());
+        let render = |name: &str| t.render(name, &ctx, Some(1));
+        assert_eq!(
+            subscribed(&render("a.html").expect("a")),
+            ["room:3:messages"]
+        );
+        assert_eq!(
+            subscribed(&render("b.html").expect("b")),
+            ["room:3:messages:2"]
+        );
+        assert_eq!(
+            subscribed(&render("c.html").expect("c")),
+            ["room:3", "room:4"]
+        );
+        let list = render("d.html")
+            .expect_err("a list in a compound name")
+            .to_string();
+        assert!(
+            list.contains("a list must be the tag's only argument"),
+            "{list}"
+        );
+        let empty = render("e.html").expect_err("an empty part").to_string();
+        assert!(
+            empty.contains(
+                "turbo_subscribe: invalid stream name \"\": a stream name cannot be empty"
+            ),
+            "{empty}"
+        );
+        let nothing = render("f.html").expect_err("an empty list").to_string();
+        assert!(nothing.contains("`empty` is an empty list"), "{nothing}");
+    }
+
+    #[test]
+    fn dom_id_needs_a_model() {
+        let t = templates(&[
+            ("a.html", r#"{{ n | dom_id }}"#),
+            ("b.html", r#"{{ thing | dom_id(prefix="edit") }}"#),
+        ])
+        .expect("builds");
+        let mut ctx = Context::new();
+        ctx.insert("n", &3);
+        ctx.insert(
+            "thing",
+            &std::collections::BTreeMap::from([("zz_no_entity", 1)]),
+        );
+        let number = t
+            .render("a.html", &ctx, None)
+            .expect_err("a number")
+            .to_string();
+        assert!(
+            number.contains("dom_id: expected a model, got a number"),
+            "{number}"
+        );
+        let unknown = t
+            .render("b.html", &ctx, None)
+            .expect_err("no entity")
+            .to_string();
+        assert!(
+            unknown.contains("dom_id: `argument` is not a model that derives ModelStream"),
+            "{unknown}"
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Tera 2 has no custom tags, so `<% turbo_subscribe room "lobby" %>` and
 //! `{% turbo_subscribe room "lobby" %}` become
 //! `{{ __turbo_subscribe(streams=[room, "lobby"], names=["room", ""]) }}`. Arguments are
-//! separated by spaces or commas; each is any Tera expression. `names` carries the last
+//! separated by spaces or commas; each is any Tera expression, and together they name one
+//! stream (`room:3:lobby`) unless the one argument is a list. `names` carries the last
 //! identifier of each expression, which tells entities with the same fields apart.
 //!
 //! The rewrite keeps every newline, so Tera's line numbers still point at the user's
