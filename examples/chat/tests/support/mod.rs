@@ -24,7 +24,9 @@ struct Settings {
     database: String,
     redis_url: String,
     env: Vec<(String, String)>,
-    /// Where its standard error goes (appended to); inherited when `None`.
+    /// Where its output goes (appended to): its log lines, which `tracing_subscriber`
+    /// writes to standard output. Without it, standard output is dropped and standard
+    /// error inherited.
     log: Option<PathBuf>,
 }
 
@@ -49,8 +51,7 @@ impl Chat {
     }
 
     /// Starts the process on a free port, with Redis at `redis_url`, these extra
-    /// environment variables, and its standard error appended to `log`; does not wait
-    /// for it.
+    /// environment variables, and its output appended to `log`; does not wait for it.
     pub(crate) fn spawn_with(
         database: &str,
         redis_url: &str,
@@ -95,7 +96,10 @@ impl Chat {
                 .append(true)
                 .open(log)
                 .unwrap_or_else(|e| panic!("open the log {}: {e}", log.display()));
-            command.stderr(file);
+            let also = file
+                .try_clone()
+                .unwrap_or_else(|e| panic!("the log {}: {e}", log.display()));
+            command.stdout(file).stderr(also);
         }
         let child = command
             .spawn()
