@@ -538,3 +538,79 @@ async fn request_id_end_to_end() -> Result<(), BrowserError> {
     b.close().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_action_and_several_actions_in_one_message_reach_the_page()
+-> Result<(), BrowserError> {
+    tokio::time::timeout(WHOLE_TEST, custom_and_several())
+        .await
+        .unwrap_or_else(|_| panic!("the browser test took longer than {WHOLE_TEST:?}"))
+}
+
+/// The page registers its own `set_title` action in Turbo's `StreamActions`; one
+/// broadcast carries it with an attribute, an append and an update: the page applies all
+/// three from one message.
+async fn custom_and_several() -> Result<(), BrowserError> {
+    use turbo_model::{Content, StreamAction};
+    use turbo_model_tests::standalone::Standalone;
+
+    let script = chat::assets::TurboScript::load();
+    let turbo_js = script.url();
+    let page = Standalone::start_with(
+        turbo_model::Turbo::builder().template(
+            "page.html",
+            format!(
+                "<!DOCTYPE html><html><head><title>before</title>\
+                 <script type=\"module\">\
+                   import {{ StreamActions }} from \"{turbo_js}\";\
+                   StreamActions.set_title = function () {{ document.title = this.getAttribute(\"title\"); }};\
+                 </script></head>\
+                 <body><% turbo_subscribe \"board\" %><ul id=\"log\"></ul><p id=\"count\">0</p></body></html>"
+            ),
+        ),
+        move |turbo| {
+            let turbo = turbo.clone();
+            axum::Router::new()
+                .route(
+                    "/",
+                    axum::routing::get(move || {
+                        let html = turbo
+                            .render("page.html", &turbo_model::Context::new())
+                            .unwrap_or_else(|e| e.to_string());
+                        async move { axum::response::Html(html) }
+                    }),
+                )
+                .merge(script.router())
+        },
+    )
+    .await;
+    let browser = Browser::start().await?;
+    let tab = browser.open_page().await?;
+    tab.show_on_failure("body");
+    tab.goto(&format!("{}/", page.base_url())).await?;
+    tab.wait_for(SUBSCRIBED, STEP).await?;
+    tab.execute(
+        "window.__messages = 0;
+         document.addEventListener('turbo:before-stream-render', () => { window.__messages += 1; });",
+        vec![],
+    )
+    .await?;
+    turbo_model::stream("board")
+        .expect("a stream")
+        .custom("set_title", None)
+        .attribute("title", "1 new <item>")
+        .and(StreamAction::append(Content::html("<li>first</li>")).target("log"))
+        .and(StreamAction::update(Content::text("1")).target("count"))
+        .send_with(&page.turbo)
+        .expect("sent");
+    tab.wait_for_text("#count", "1", STEP).await?;
+    let seen = tab
+        .execute(
+            "return [document.title, document.querySelector('#log').innerHTML, window.__messages]",
+            vec![],
+        )
+        .await?;
+    assert_eq!(seen, serde_json::json!(["1 new <item>", "<li>first</li>", 3]));
+    tab.close().await?;
+    Ok(())
+}

@@ -241,3 +241,52 @@ async fn a_tag_with_a_model_and_a_name_subscribes_to_the_compound_stream() {
     let rust = shelf.stream().join("books").expect("a compound stream");
     assert_eq!(rust.name().as_str(), "shelf:3:books");
 }
+
+#[tokio::test]
+async fn several_actions_go_out_as_one_message_and_are_recorded_one_by_one() {
+    use turbo_model::StreamAction;
+    use turbo_model_tests::standalone::Standalone;
+    use turbo_model_tests::ws::Client;
+
+    let server = Standalone::start(Turbo::builder()).await;
+    let mut client = Client::connect(&server.ws_url()).await;
+    let reply = client.subscribe(&server.token("board")).await;
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    let (sent, recorded) = capture(async {
+        turbo_model::stream("board")
+            .expect("a stream")
+            .custom("set_title", None)
+            .attribute("title", "2 new")
+            .and(
+                StreamAction::append(turbo_model::Content::text("<hi>")).target("log"),
+            )
+            .and(StreamAction::remove().target("m_1"))
+            .send_with(&server.turbo)
+    })
+    .await;
+    sent.expect("sent");
+    let frame = client.json().await;
+    assert_eq!(
+        frame["html"],
+        r#"<turbo-stream action="set_title" title="2 new"></turbo-stream><turbo-stream action="append" target="log"><template>&lt;hi&gt;</template></turbo-stream><turbo-stream action="remove" target="m_1"></turbo-stream>"#,
+        "{frame}"
+    );
+    client.expect_silence(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        summary(&recorded),
+        [
+            ("board".to_owned(), Action::Custom("set_title"), None, None),
+            (
+                "board".to_owned(),
+                Action::Append,
+                id("log"),
+                Some("&lt;hi&gt;".to_owned())
+            ),
+            ("board".to_owned(), Action::Remove, id("m_1"), None),
+        ]
+    );
+    assert_eq!(
+        recorded.all()[2].html,
+        r#"<turbo-stream action="remove" target="m_1"></turbo-stream>"#
+    );
+}

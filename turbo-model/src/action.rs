@@ -26,7 +26,7 @@ use std::fmt;
 
 use tera::Context;
 
-/// The eight actions of Turbo 8 streams.
+/// The eight actions of Turbo 8 streams, and actions of the page's own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Action {
@@ -46,6 +46,12 @@ pub enum Action {
     After,
     /// Ask the page to reload itself (with `method="morph"`, morph the changes in).
     Refresh,
+    /// An action the page defines itself (`Turbo.StreamActions.set_title = function ()
+    /// { document.title = this.getAttribute("title") }`), by name: lowercase ASCII
+    /// letters, digits, `_` and `-`, starting with a letter, and none of the eight
+    /// above. It carries the [attributes](StreamAction::attribute) it is given, a target
+    /// if it is given one, and a `<template>` only when it has content.
+    Custom(&'static str),
 }
 
 impl Action {
@@ -60,17 +66,41 @@ impl Action {
             Self::Before => "before",
             Self::After => "after",
             Self::Refresh => "refresh",
+            Self::Custom(name) => name,
         }
     }
 
-    /// Whether the action inserts markup, and so takes [`Content`].
+    /// Whether the action inserts markup, and so takes [`Content`] (a custom action may).
     pub const fn takes_content(self) -> bool {
         !matches!(self, Self::Remove | Self::Refresh)
     }
 
-    /// Whether the action addresses elements, and so needs a target.
+    /// Whether the action addresses elements, and so needs a target (a custom action
+    /// may have one, and needs none).
     pub const fn needs_target(self) -> bool {
-        !matches!(self, Self::Refresh)
+        !matches!(self, Self::Refresh | Self::Custom(_))
+    }
+
+    /// Why a custom action's name cannot be used, if it cannot.
+    fn invalid(self) -> Option<&'static str> {
+        let Self::Custom(name) = self else {
+            return None;
+        };
+        const BUILT_IN: [&str; 8] = [
+            "append", "prepend", "replace", "update", "remove", "before", "after", "refresh",
+        ];
+        if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+            Some("a custom action's name starts with a lowercase ASCII letter")
+        } else if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        {
+            Some("a custom action's name has only lowercase ASCII letters, digits, `_` and `-`")
+        } else if BUILT_IN.contains(&name) {
+            Some("a custom action cannot take the name of one of Turbo's own")
+        } else {
+            None
+        }
     }
 }
 
@@ -176,6 +206,35 @@ pub struct StreamAction {
     method: Method,
     preserve_scroll: bool,
     request_id: Option<String>,
+    /// More attributes, in the order given.
+    attributes: Vec<(String, String)>,
+}
+
+/// Attributes the element writes itself.
+const RESERVED_ATTRIBUTES: [&str; 6] = [
+    "action",
+    "target",
+    "targets",
+    "method",
+    "scroll",
+    "request-id",
+];
+
+/// Why an attribute name cannot be used, if it cannot.
+fn invalid_attribute(name: &str) -> Option<&'static str> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok {
+        Some("an attribute name starts with an ASCII letter or `_`")
+    } else if !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '.')) {
+        Some("an attribute name has only ASCII letters, digits, `_`, `-`, `:` and `.`")
+    } else if RESERVED_ATTRIBUTES.contains(&name.to_ascii_lowercase().as_str()) {
+        Some("this attribute is written by the action itself; use its own method")
+    } else {
+        None
+    }
 }
 
 macro_rules! content_actions {
@@ -204,7 +263,36 @@ impl StreamAction {
             method: Method::Replace,
             preserve_scroll: false,
             request_id: None,
+            attributes: Vec::new(),
         }
+    }
+
+    /// An action the page defines itself, by name (see [`Action::Custom`]), with
+    /// `content` in a `<template>` if given.
+    ///
+    /// ```
+    /// use turbo_model::StreamAction;
+    ///
+    /// let html = StreamAction::custom("set_title", None)
+    ///     .attribute("title", "3 new messages")
+    ///     .to_html()?;
+    /// assert_eq!(html, r#"<turbo-stream action="set_title" title="3 new messages"></turbo-stream>"#);
+    /// # Ok::<(), turbo_model::Error>(())
+    /// ```
+    pub fn custom(name: &'static str, content: Option<Content>) -> Self {
+        Self::new(Action::Custom(name), content)
+    }
+
+    /// Adds the attribute `name="value"` to the element (`value` is escaped): for
+    /// custom actions, and for `data-` attributes a page's own code reads.
+    ///
+    /// The name is checked when the element is written: ASCII letters, digits, `_`,
+    /// `-`, `:` and `.`, not starting with a digit, `-`, `:` or `.`, and none of the
+    /// attributes the action writes itself (`action`, `target`, `targets`, `method`,
+    /// `scroll`, `request-id`).
+    pub fn attribute(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.attributes.push((name.into(), value.into()));
+        self
     }
 
     content_actions! {
@@ -310,20 +398,27 @@ impl StreamAction {
         rendered: Option<&str>,
         stream: Option<&str>,
     ) -> Result<String, crate::error::Error> {
+        if let Some(reason) = self.action.invalid() {
+            return Err(crate::error::Error::InvalidAction {
+                action: self.action.as_str().to_owned(),
+                reason,
+            });
+        }
         let mut html = String::with_capacity(96 + rendered.map_or(0, str::len));
         html.push_str(r#"<turbo-stream action=""#);
         html.push_str(self.action.as_str());
         html.push('"');
-        match (&self.target, self.action.needs_target()) {
+        let addresses = self.action.needs_target() || matches!(self.action, Action::Custom(_));
+        match (&self.target, addresses) {
             (Some(Target::Id(id)), true) => push_attribute(&mut html, "target", id),
             (Some(Target::Selector(css)), true) => push_attribute(&mut html, "targets", css),
-            (None, true) => {
+            (None, true) if self.action.needs_target() => {
                 return Err(crate::error::Error::MissingTarget {
                     stream: stream.map(str::to_owned),
                     action: self.action.as_str(),
                 });
             }
-            (_, false) => {}
+            _ => {}
         }
         if self.method == Method::Morph
             && matches!(
@@ -341,8 +436,18 @@ impl StreamAction {
         {
             push_attribute(&mut html, "request-id", id);
         }
+        for (name, value) in &self.attributes {
+            if let Some(reason) = invalid_attribute(name) {
+                return Err(crate::error::Error::InvalidAction {
+                    action: format!("{} with attribute `{}`", self.action, name.escape_debug()),
+                    reason,
+                });
+            }
+            push_attribute(&mut html, name, value);
+        }
         html.push('>');
-        if self.action.takes_content() {
+        let custom = matches!(self.action, Action::Custom(_));
+        if self.action.takes_content() && !(custom && rendered.is_none()) {
             html.push_str("<template>");
             html.push_str(rendered.unwrap_or_default());
             html.push_str("</template>");
@@ -492,5 +597,90 @@ mod tests {
             html(&a),
             r#"<turbo-stream action="update" target="t"><template></template></turbo-stream>"#
         );
+    }
+
+    #[test]
+    fn custom_actions_carry_their_attributes_escaped_and_optional_content() {
+        let a = StreamAction::custom("set_title", None).attribute("title", "\"3\" <new>");
+        assert_eq!(
+            html(&a),
+            r#"<turbo-stream action="set_title" title="&quot;3&quot; &lt;new&gt;"></turbo-stream>"#
+        );
+        let a = StreamAction::custom("highlight-2", Some(Content::text("a & b")))
+            .targets(".message")
+            .attribute("data-color", "yellow")
+            .attribute("aria-live", "polite");
+        assert_eq!(
+            html(&a),
+            r#"<turbo-stream action="highlight-2" targets=".message" data-color="yellow" aria-live="polite"><template>a &amp; b</template></turbo-stream>"#
+        );
+        let built_in = StreamAction::remove()
+            .target("m")
+            .attribute("data-by", "ada");
+        assert_eq!(
+            html(&built_in),
+            r#"<turbo-stream action="remove" target="m" data-by="ada"></turbo-stream>"#
+        );
+    }
+
+    #[test]
+    fn bad_custom_names_and_attributes_are_refused_with_the_reason() {
+        for (name, reason) in [
+            (
+                "",
+                "a custom action's name starts with a lowercase ASCII letter",
+            ),
+            (
+                "Title",
+                "a custom action's name starts with a lowercase ASCII letter",
+            ),
+            (
+                "set title",
+                "a custom action's name has only lowercase ASCII letters, digits, `_` and `-`",
+            ),
+            (
+                "x\"><script>",
+                "a custom action's name has only lowercase ASCII letters, digits, `_` and `-`",
+            ),
+            (
+                "append",
+                "a custom action cannot take the name of one of Turbo's own",
+            ),
+        ] {
+            match StreamAction::custom(name, None).to_html() {
+                Err(Error::InvalidAction { action, reason: r }) => {
+                    assert_eq!((action.as_str(), r), (name, reason));
+                }
+                other => panic!("{name:?} gave {other:?}"),
+            }
+        }
+        for (attribute, reason) in [
+            ("", "an attribute name starts with an ASCII letter or `_`"),
+            ("1x", "an attribute name starts with an ASCII letter or `_`"),
+            (
+                "on click",
+                "an attribute name has only ASCII letters, digits, `_`, `-`, `:` and `.`",
+            ),
+            (
+                "a\"b",
+                "an attribute name has only ASCII letters, digits, `_`, `-`, `:` and `.`",
+            ),
+            (
+                "Target",
+                "this attribute is written by the action itself; use its own method",
+            ),
+            (
+                "request-id",
+                "this attribute is written by the action itself; use its own method",
+            ),
+        ] {
+            let a = StreamAction::custom("ping", None).attribute(attribute, "v");
+            match a.to_html() {
+                Err(Error::InvalidAction { reason: r, .. }) => {
+                    assert_eq!(r, reason, "{attribute:?}")
+                }
+                other => panic!("{attribute:?} gave {other:?}"),
+            }
+        }
     }
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tera::Context;
 
 use crate::action::{Action, Content, StreamAction, Target};
-use crate::dispatch::{self, Outgoing};
+use crate::dispatch::{self, Outgoing, Part};
 use crate::error::{Error, Result};
 use crate::name::StreamName;
 use crate::scope::Scope;
@@ -111,6 +111,12 @@ impl Stream {
     pub fn refresh(&self) -> Broadcast {
         self.broadcast(StreamAction::refresh())
     }
+
+    /// An action the page defines itself (see [`Action::Custom`]); give it
+    /// [attributes](Broadcast::attribute).
+    pub fn custom(&self, name: &'static str, content: Option<Content>) -> Broadcast {
+        self.broadcast(StreamAction::custom(name, content))
+    }
 }
 
 impl From<StreamName> for Stream {
@@ -128,6 +134,8 @@ impl From<StreamName> for Stream {
 pub struct Broadcast {
     stream: StreamName,
     action: StreamAction,
+    /// Actions delivered in the same message, after `action`.
+    more: Vec<StreamAction>,
     to_others: bool,
     debounce: Option<Duration>,
 }
@@ -138,6 +146,7 @@ impl Broadcast {
         Self {
             stream,
             action,
+            more: Vec::new(),
             to_others: false,
             debounce: None,
         }
@@ -159,6 +168,37 @@ impl Broadcast {
     pub fn morph(mut self) -> Self {
         self.action = self.action.morph();
         self
+    }
+
+    /// Adds an attribute to the element (see [`StreamAction::attribute`]).
+    pub fn attribute(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.action = self.action.attribute(name, value);
+        self
+    }
+
+    /// Delivers `action` too, in the same message, after this broadcast's own (and
+    /// those added before): every page applies all of them at once, and a page that
+    /// resumes gets all or none. The settings above apply to the first action; give
+    /// `action` its own.
+    ///
+    /// ```
+    /// use turbo_model::{Content, StreamAction, stream};
+    ///
+    /// let posted = stream("room:3")?
+    ///     .action(turbo_model::Action::Append, Some(Content::html("<p>hi</p>")))
+    ///     .target("messages")
+    ///     .and(StreamAction::update(Content::text("12")).target("count"));
+    /// assert_eq!(posted.actions().count(), 2);
+    /// # Ok::<(), turbo_model::Error>(())
+    /// ```
+    pub fn and(mut self, action: StreamAction) -> Self {
+        self.more.push(action);
+        self
+    }
+
+    /// Every action of the message, in order.
+    pub fn actions(&self) -> impl Iterator<Item = &StreamAction> {
+        std::iter::once(&self.action).chain(&self.more)
     }
 
     /// Keeps the scroll position on `refresh` (`scroll="preserve"`).
@@ -208,20 +248,37 @@ impl Broadcast {
         self.action.target_ref()
     }
 
-    /// The action with what the current request adds: a `refresh` carries the request's
-    /// id unless it has one.
-    fn in_request(&self) -> StreamAction {
-        let mut action = self.action.clone();
-        if action.action() == Action::Refresh
-            && action.request_id_ref().is_none()
-            && let Some(id) = Scope::with(|s| s.request.as_ref().and_then(|r| r.request_id.clone()))
-        {
-            action = action.request_id(id);
+    /// Renders every action's element, and where each starts and ends, adding what the
+    /// current request adds: a `refresh` carries the request's id unless it has one.
+    fn render(&self, turbo: &Turbo) -> Result<(String, Vec<Part>)> {
+        let request_id = Scope::with(|s| s.request.as_ref().and_then(|r| r.request_id.clone()));
+        let mut html = String::new();
+        let mut parts = Vec::with_capacity(1 + self.more.len());
+        for action in self.actions() {
+            let element = match &request_id {
+                Some(id)
+                    if action.action() == Action::Refresh && action.request_id_ref().is_none() =>
+                {
+                    turbo.render_broadcast(&action.clone().request_id(id.clone()), &self.stream)?
+                }
+                _ => turbo.render_broadcast(action, &self.stream)?,
+            };
+            let start = html.len();
+            if html.is_empty() {
+                html = element;
+            } else {
+                html.push_str(&element);
+            }
+            parts.push(Part {
+                action: action.action(),
+                target: action.target_ref().cloned(),
+                range: start..html.len(),
+            });
         }
-        action
+        Ok((html, parts))
     }
 
-    /// Renders the `<turbo-stream>` element with the current [`Turbo`]'s templates.
+    /// Renders the `<turbo-stream>` element(s) with the current [`Turbo`]'s templates.
     ///
     /// # Errors
     ///
@@ -229,7 +286,7 @@ impl Broadcast {
     /// [`Error::MissingTarget`]; rendering errors naming the template.
     pub fn to_html(&self) -> Result<String> {
         let turbo = Turbo::current().ok_or(Error::NotInstalled)?;
-        turbo.render_broadcast(&self.in_request(), &self.stream)
+        self.render(&turbo).map(|(html, _)| html)
     }
 
     /// Renders once and publishes to every subscriber of the stream through the current
@@ -258,21 +315,22 @@ impl Broadcast {
             turbo.count_suppressed();
             return Ok(());
         }
-        let html = turbo.render_broadcast(&self.in_request(), &self.stream)?;
+        let (html, parts) = self.render(turbo)?;
         let exclude = if self.to_others {
             scope.request.as_ref().and_then(|r| r.connection)
         } else {
             None
         };
-        let debounce = match self.action.action() {
-            Action::Refresh => self.debounce.unwrap_or(turbo.refresh_debounce()),
+        // Only a lone refresh is debounced: a message with more in it is not the same
+        // as the next one.
+        let debounce = match (self.action.action(), self.more.is_empty()) {
+            (Action::Refresh, true) => self.debounce.unwrap_or(turbo.refresh_debounce()),
             _ => Duration::ZERO,
         };
         dispatch::submit(Outgoing {
             turbo: turbo.clone(),
             stream: self.stream,
-            action: self.action.action(),
-            target: self.action.target_ref().cloned(),
+            parts,
             html: Arc::from(html),
             exclude,
             debounce,

@@ -17,13 +17,21 @@ use crate::turbo::Turbo;
 pub(crate) struct Outgoing {
     pub(crate) turbo: Turbo,
     pub(crate) stream: StreamName,
-    pub(crate) action: Action,
-    pub(crate) target: Option<Target>,
+    /// The actions in `html`, in order (one, unless several were sent as one message).
+    pub(crate) parts: Vec<Part>,
     pub(crate) html: Arc<str>,
     /// A connection that must not receive it (the page that made the request).
     pub(crate) exclude: Option<ConnectionId>,
     /// Refreshes within this window collapse into the last one.
     pub(crate) debounce: Duration,
+}
+
+/// One action of a message: what it is, and where its element is in the message.
+#[derive(Clone, Debug)]
+pub(crate) struct Part {
+    pub(crate) action: Action,
+    pub(crate) target: Option<Target>,
+    pub(crate) range: std::ops::Range<usize>,
 }
 
 /// A rendered broadcast enters here: dropped when suppressed, held when a transaction
@@ -55,22 +63,29 @@ pub(crate) fn submit(outgoing: Outgoing) -> Result<()> {
 /// when a capture is in scope.
 fn deliver(outgoing: Outgoing, capture: Option<&Mutex<Vec<Recorded>>>) -> Result<()> {
     if let Some(capture) = capture {
-        capture
+        let mut recorded = capture
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Recorded {
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // One record per action, each with its own element.
+        for part in &outgoing.parts {
+            recorded.push(Recorded {
                 stream: outgoing.stream.as_str().to_owned(),
-                action: outgoing.action,
-                target: outgoing.target.clone(),
-                html: outgoing.html.to_string(),
+                action: part.action,
+                target: part.target.clone(),
+                html: outgoing
+                    .html
+                    .get(part.range.clone())
+                    .unwrap_or_default()
+                    .to_owned(),
             });
+        }
     }
     let publication = Publication {
         stream: outgoing.stream,
         html: outgoing.html,
         except: outgoing.exclude,
     };
-    if outgoing.action == Action::Refresh && !outgoing.debounce.is_zero() {
+    if !outgoing.debounce.is_zero() {
         outgoing
             .turbo
             .publish_debounced(publication, outgoing.debounce)

@@ -86,6 +86,15 @@ pub enum Error {
         action: &'static str,
     },
 
+    /// A custom action's name, or an attribute given to an action, cannot be written.
+    #[error("invalid stream action `{action}`: {reason}")]
+    InvalidAction {
+        /// The action (and the attribute, when that is the problem).
+        action: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+
     /// The secret used to sign stream names is unusable.
     #[error("invalid secret: {0}")]
     InvalidSecret(&'static str),

@@ -129,6 +129,12 @@ pub mod turbo_stream {
     pub fn refresh() -> StreamAction {
         StreamAction::refresh()
     }
+
+    /// An action the page defines itself; give it attributes with
+    /// [`StreamAction::attribute`].
+    pub fn custom(name: &'static str, content: Option<Content>) -> StreamAction {
+        StreamAction::custom(name, content)
+    }
 }
 
 /// A `text/vnd.turbo-stream.html` response of one or more actions, rendered with the

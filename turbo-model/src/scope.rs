@@ -264,7 +264,9 @@ pub fn is_suppressed() -> bool {
     Scope::with(|scope| scope.suppressed)
 }
 
-/// One broadcast as it was published, as [`capture`](crate::testing::capture) records it.
+/// One action of a broadcast as it was published, as [`capture`](crate::testing::capture)
+/// records it (a broadcast of several actions, sent with [`Broadcast::and`](crate::Broadcast::and), is
+/// one record per action).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recorded {
     /// The stream it went to.
@@ -273,7 +275,7 @@ pub struct Recorded {
     pub action: Action,
     /// The addressed element(s).
     pub target: Option<Target>,
-    /// The whole `<turbo-stream>` element.
+    /// The action's whole `<turbo-stream>` element.
     pub html: String,
 }
 

@@ -261,6 +261,301 @@ fn take(records: &Mutex<Vec<Recorded>>) -> Broadcasts {
     ))
 }
 
+/// The content type of a Turbo Stream response.
+const STREAM_CONTENT_TYPE: &str = "text/vnd.turbo-stream.html";
+
+/// The largest response body [`StreamResponse::read`] reads.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// One `<turbo-stream>` element of an HTTP response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamElement {
+    /// The `action` attribute, as written (custom actions included).
+    pub action: String,
+    /// The `target` or `targets` attribute, unescaped.
+    pub target: Option<Target>,
+    /// The whole element, as written.
+    pub html: String,
+    /// Every attribute, in order, unescaped.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl StreamElement {
+    /// The markup inside `<template>`, if the element has one.
+    pub fn content(&self) -> Option<&str> {
+        let start = self.html.find("<template>")? + "<template>".len();
+        let end = self.html.rfind("</template>")?;
+        self.html.get(start..end)
+    }
+
+    /// The value of attribute `name`, unescaped.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn is(&self, action: Action, target: &str) -> bool {
+        self.action == action.as_str()
+            && matches!(&self.target, Some(Target::Id(t) | Target::Selector(t)) if t == target)
+    }
+}
+
+impl fmt::Display for StreamElement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.html)
+    }
+}
+
+/// The actions of a Turbo Stream HTTP response (a [`TurboStream`](crate::response::TurboStream)
+/// answering a form), to assert on in tests: what turbo-rails' `assert_turbo_stream` does.
+///
+/// ```
+/// use turbo_model::Action;
+/// use turbo_model::testing::StreamResponse;
+///
+/// let body = r#"<turbo-stream action="append" target="messages"><template><p id="message_7">hi</p></template></turbo-stream>"#;
+/// let response = StreamResponse::parse(Some("text/vnd.turbo-stream.html; charset=utf-8"), body)?;
+/// let appended = response.assert_one(Action::Append, "messages");
+/// assert_eq!(appended.content(), Some(r#"<p id="message_7">hi</p>"#));
+/// # Ok::<(), String>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamResponse {
+    elements: Vec<StreamElement>,
+}
+
+impl StreamResponse {
+    /// Reads an axum response whole (at most [`MAX_RESPONSE_BYTES`]) and parses it.
+    ///
+    /// # Panics
+    ///
+    /// When the response is not a successful Turbo Stream response, with its status,
+    /// content type and the start of its body.
+    #[track_caller]
+    pub fn read(response: axum::response::Response) -> impl Future<Output = Self> {
+        let caller = std::panic::Location::caller();
+        async move {
+            let status = response.status();
+            let content_type = response
+                .headers()
+                .get(axum::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = axum::body::to_bytes(response.into_body(), MAX_RESPONSE_BYTES)
+                .await
+                .unwrap_or_else(|e| panic!("{caller}: cannot read the response body: {e}"));
+            let body = String::from_utf8_lossy(&body);
+            if !status.is_success() {
+                panic!(
+                    "{caller}: expected a successful turbo-stream response, got {status}: {}",
+                    head(&body)
+                );
+            }
+            Self::parse(content_type.as_deref(), &body).unwrap_or_else(|e| panic!("{caller}: {e}"))
+        }
+    }
+
+    /// Parses a body given with its `Content-Type`.
+    ///
+    /// # Errors
+    ///
+    /// When the content type is not `text/vnd.turbo-stream.html`, or an element is not
+    /// closed.
+    pub fn parse(content_type: Option<&str>, body: &str) -> Result<Self, String> {
+        let essence = content_type
+            .and_then(|c| c.split(';').next())
+            .map(str::trim)
+            .unwrap_or_default();
+        if !essence.eq_ignore_ascii_case(STREAM_CONTENT_TYPE) {
+            return Err(format!(
+                "expected a turbo-stream response (`{STREAM_CONTENT_TYPE}`), got `{}`: {}",
+                content_type.unwrap_or("no content type"),
+                head(body)
+            ));
+        }
+        let mut elements = Vec::new();
+        let mut rest = body;
+        while let Some(at) = find_element(rest) {
+            let from = &rest[at..];
+            let (attributes, tag_len) = parse_tag(from)
+                .ok_or_else(|| format!("a `<turbo-stream>` tag is not closed: {}", head(from)))?;
+            let end = from[tag_len..]
+                .find("</turbo-stream>")
+                .map(|i| tag_len + i + "</turbo-stream>".len())
+                .ok_or_else(|| {
+                    format!("a `<turbo-stream>` element is not closed: {}", head(from))
+                })?;
+            let get = |name: &str| {
+                attributes
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+            };
+            let target = get("target")
+                .map(Target::Id)
+                .or_else(|| get("targets").map(Target::Selector));
+            elements.push(StreamElement {
+                action: get("action").unwrap_or_default(),
+                target,
+                html: from[..end].to_owned(),
+                attributes,
+            });
+            rest = &from[end..];
+        }
+        Ok(Self { elements })
+    }
+
+    /// Every element, in order.
+    pub fn elements(&self) -> &[StreamElement] {
+        &self.elements
+    }
+
+    /// Asserts that exactly one element has `action` and `target` (an id or a selector),
+    /// and returns it.
+    ///
+    /// # Panics
+    ///
+    /// When none or several do, listing every element of the response.
+    #[track_caller]
+    pub fn assert_one(&self, action: Action, target: &str) -> &StreamElement {
+        let matching: Vec<&StreamElement> = self
+            .elements
+            .iter()
+            .filter(|e| e.is(action, target))
+            .collect();
+        match matching.as_slice() {
+            [one] => one,
+            found => panic!(
+                "expected one `{action}` with target {target:?} in the response, found {}.\n{self}",
+                found.len()
+            ),
+        }
+    }
+
+    /// Asserts that no element has `action` and `target`.
+    ///
+    /// # Panics
+    ///
+    /// Listing every element of the response.
+    #[track_caller]
+    pub fn assert_none(&self, action: Action, target: &str) {
+        assert!(
+            !self.elements.iter().any(|e| e.is(action, target)),
+            "expected no `{action}` with target {target:?} in the response.\n{self}"
+        );
+    }
+
+    /// Asserts how many elements the response has.
+    ///
+    /// # Panics
+    ///
+    /// Listing them.
+    #[track_caller]
+    pub fn assert_count(&self, expected: usize) {
+        assert!(
+            self.elements.len() == expected,
+            "expected {expected} turbo-stream elements in the response, found {}.\n{self}",
+            self.elements.len()
+        );
+    }
+}
+
+impl fmt::Display for StreamResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.elements.is_empty() {
+            return f.write_str("The response has no turbo-stream element.");
+        }
+        writeln!(f, "The response has:")?;
+        for (i, element) in self.elements.iter().enumerate() {
+            writeln!(f, "  {}. {element}", i + 1)?;
+        }
+        Ok(())
+    }
+}
+
+/// The first 200 characters of `text`, for error messages.
+fn head(text: &str) -> String {
+    let mut shown: String = text.chars().take(200).collect();
+    if shown.len() < text.len() {
+        shown.push('…');
+    }
+    shown
+}
+
+/// Where the next `<turbo-stream` tag starts (not `<turbo-stream-source`).
+fn find_element(text: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find("<turbo-stream") {
+        let at = from + i;
+        let next = text[at + "<turbo-stream".len()..].chars().next();
+        if matches!(next, Some(c) if c.is_ascii_whitespace() || c == '>') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// The attributes of the tag at the start of `text`, and the tag's length; `None` when
+/// it is not closed.
+fn parse_tag(text: &str) -> Option<(Vec<(String, String)>, usize)> {
+    let bytes = text.as_bytes();
+    let mut i = "<turbo-stream".len();
+    let mut attributes = Vec::new();
+    loop {
+        while bytes.get(i)?.is_ascii_whitespace() {
+            i += 1;
+        }
+        if *bytes.get(i)? == b'>' {
+            return Some((attributes, i + 1));
+        }
+        let name_start = i;
+        while !matches!(bytes.get(i)?, b'=' | b'>' | b'/') && !bytes.get(i)?.is_ascii_whitespace() {
+            i += 1;
+        }
+        let name = text[name_start..i].to_ascii_lowercase();
+        if *bytes.get(i)? == b'/' {
+            i += 1;
+            continue;
+        }
+        let value = if *bytes.get(i)? == b'=' {
+            i += 1;
+            match bytes.get(i)? {
+                quote @ (b'"' | b'\'') => {
+                    let close = text[i + 1..].find(char::from(*quote))? + i + 1;
+                    let value = unescape(&text[i + 1..close]);
+                    i = close + 1;
+                    value
+                }
+                _ => {
+                    let start = i;
+                    while !bytes.get(i)?.is_ascii_whitespace() && *bytes.get(i)? != b'>' {
+                        i += 1;
+                    }
+                    unescape(&text[start..i])
+                }
+            }
+        } else {
+            String::new()
+        };
+        if !name.is_empty() {
+            attributes.push((name, value));
+        }
+    }
+}
+
+/// Undoes the escaping of attribute values.
+fn unescape(value: &str) -> String {
+    value
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,5 +605,60 @@ mod tests {
         assert_eq!(r.content(), Some("<li>x</li>"));
         let removed = recorded("s", Action::Remove, "t", "<turbo-stream></turbo-stream>");
         assert_eq!(removed.content(), None);
+    }
+
+    #[test]
+    fn responses_are_parsed_into_elements_with_unescaped_attributes() {
+        let body = concat!(
+            r#"<turbo-stream action="replace" target="message_7" method="morph"><template><p>a &amp; b</p></template></turbo-stream>"#,
+            "\n<turbo-stream-source src=\"/x\"></turbo-stream-source>",
+            r#"<turbo-stream action='set_title' title="&quot;3&quot; &lt;new&gt;" data-x=y></turbo-stream>"#,
+            r#"<turbo-stream action="remove" targets=".m"></turbo-stream>"#,
+        );
+        let r = StreamResponse::parse(Some("text/vnd.turbo-stream.html; charset=utf-8"), body)
+            .expect("parses");
+        r.assert_count(3);
+        let replaced = r.assert_one(Action::Replace, "message_7");
+        assert_eq!(replaced.content(), Some("<p>a &amp; b</p>"));
+        assert_eq!(replaced.attribute("method"), Some("morph"));
+        let custom = &r.elements()[1];
+        assert_eq!(custom.action, "set_title");
+        assert_eq!(custom.attribute("title"), Some("\"3\" <new>"));
+        assert_eq!(custom.attribute("data-x"), Some("y"));
+        assert_eq!(custom.content(), None);
+        r.assert_one(Action::Remove, ".m");
+        r.assert_none(Action::Append, "message_7");
+    }
+
+    #[test]
+    fn bad_responses_say_what_they_are() {
+        assert_eq!(
+            StreamResponse::parse(Some("text/html"), "<p>oops</p>"),
+            Err("expected a turbo-stream response (`text/vnd.turbo-stream.html`), got `text/html`: <p>oops</p>".to_owned())
+        );
+        assert!(StreamResponse::parse(None, "").is_err());
+        let unclosed = StreamResponse::parse(
+            Some(STREAM_CONTENT_TYPE),
+            r#"<turbo-stream action="remove" target="a">"#,
+        );
+        assert_eq!(
+            unclosed,
+            Err(r#"a `<turbo-stream>` element is not closed: <turbo-stream action="remove" target="a">"#.to_owned())
+        );
+        let open_tag = StreamResponse::parse(Some(STREAM_CONTENT_TYPE), r#"<turbo-stream action="#);
+        assert!(open_tag.is_err_and(|e| e.starts_with("a `<turbo-stream>` tag is not closed")));
+        let response = StreamResponse::parse(
+            Some(STREAM_CONTENT_TYPE),
+            r#"<turbo-stream action="remove" target="a"></turbo-stream>"#,
+        )
+        .expect("parses");
+        let panic = std::panic::catch_unwind(|| {
+            response.assert_one(Action::Append, "messages");
+        })
+        .expect_err("no append");
+        assert_eq!(
+            panic.downcast_ref::<String>().cloned().unwrap_or_default(),
+            "expected one `append` with target \"messages\" in the response, found 0.\nThe response has:\n  1. <turbo-stream action=\"remove\" target=\"a\"></turbo-stream>\n"
+        );
     }
 }
