@@ -640,7 +640,11 @@ impl Page {
                     }
                     log.frames += 1;
                     let html = frame["html"].as_str().unwrap_or_default();
-                    let found: Vec<u32> = markers(html).collect();
+                    // The message's text may appear more than once in its element (its
+                    // edit form holds it too).
+                    let mut found: Vec<u32> = markers(html).collect();
+                    found.sort_unstable();
+                    found.dedup();
                     match found.as_slice() {
                         [message] => match log.received.get_mut(*message as usize) {
                             Some(count) => *count = count.saturating_add(1),
@@ -648,7 +652,7 @@ impl Page {
                                 log.problem(format!("a frame of message {message}, never posted"))
                             }
                         },
-                        _ => log.problem(format!("a frame without one message: {html}")),
+                        _ => log.problem(format!("a frame not of one message: {html}")),
                     }
                 }
                 _ => lock(&self.log).problem(format!("unexpected frame: {frame}")),
