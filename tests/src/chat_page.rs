@@ -63,9 +63,9 @@ pub async fn item_with_text(page: &Page, text: &str) -> Result<String, BrowserEr
         )
         .await?;
     match id {
-        Value::String(id) if id.starts_with("message-") => Ok(id),
+        Value::String(id) if id.starts_with("message_") => Ok(id),
         other => panic!(
-            "no `#messages li` with an id `message-…` holds {text:?} (got {other}):\n{}",
+            "no `#messages li` with an id `message_…` holds {text:?} (got {other}):\n{}",
             page.snapshot().await
         ),
     }

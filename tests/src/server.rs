@@ -10,7 +10,8 @@ use turbo_model::Turbo;
 /// The signing key every test process uses, so that tokens are reproducible.
 pub const TEST_SECRET: &str = "turbo-model test secret, 32+ bytes long";
 
-/// The chat's [`Turbo`] of this test process (built, not installed), from its templates.
+/// A `Turbo` with the chat's templates and the tests' key, on no database: for signing
+/// tokens the chat servers accept, and for rendering the chat's templates.
 ///
 /// # Panics
 ///
@@ -18,7 +19,8 @@ pub const TEST_SECRET: &str = "turbo-model test secret, 32+ bytes long";
 pub fn turbo() -> &'static Turbo {
     static TURBO: OnceLock<Turbo> = OnceLock::new();
     TURBO.get_or_init(|| {
-        chat::turbo_builder()
+        Turbo::builder()
+            .templates(chat::templates_dir())
             .secret(TEST_SECRET)
             .build()
             .unwrap_or_else(|e| panic!("chat templates must load: {e}"))
@@ -33,39 +35,24 @@ pub struct ChatServer {
     pub base_url: String,
     /// The app's database (a fresh SQLite file).
     pub db: DatabaseConnection,
-    /// The app's `Turbo` (shared by the test process's servers, unless
-    /// [`start_alone`](Self::start_alone)).
+    /// The app's `Turbo`: its own hub, and its async hooks read this server's database.
     pub turbo: Turbo,
     file: std::path::PathBuf,
+    /// The PostgreSQL database of [`start_on_postgres`](Self::start_on_postgres).
+    postgres: Option<crate::db::PgDatabase>,
     server: tokio::task::JoinHandle<()>,
     first_id: i32,
 }
 
 impl ChatServer {
-    /// Starts the chat on 127.0.0.1 with a fresh SQLite database.
+    /// Starts the chat on 127.0.0.1 with a fresh SQLite database and a `Turbo` of its
+    /// own: its own hub, so that process-wide streams (the room list's `room`) see only
+    /// this server's changes.
     ///
     /// # Panics
     ///
     /// If the database or the listener cannot be set up.
     pub async fn start() -> Self {
-        Self::start_on(turbo().clone()).await
-    }
-
-    /// Starts the chat with a `Turbo` of its own: its own hub, so that process-wide
-    /// streams (the room list's `room`) see only this server's changes.
-    ///
-    /// # Panics
-    ///
-    /// As [`start`](Self::start).
-    pub async fn start_alone() -> Self {
-        let turbo = chat::turbo_builder()
-            .secret(TEST_SECRET)
-            .build()
-            .unwrap_or_else(|e| panic!("chat templates must load: {e}"));
-        Self::start_on(turbo).await
-    }
-
-    async fn start_on(turbo: Turbo) -> Self {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let file =
             std::env::temp_dir().join(format!("turbo-model-chat-{}-{}.db", std::process::id(), n));
@@ -74,15 +61,45 @@ impl ChatServer {
         let db = chat::database(&url)
             .await
             .unwrap_or_else(|e| panic!("chat database at {url}: {e}"));
-        // Every server in a test process shares the process's one hub, so each gets its
-        // own id range: rooms and messages of parallel tests never share a stream.
+        // Each server gets its own id range, so that a test that mixes up two servers'
+        // rooms or messages sees it.
         let base = (n + 1) * 10_000;
         db.execute_unprepared(&format!(
             "INSERT INTO sqlite_sequence (name, seq) VALUES ('room', {base}), ('message', {base})"
         ))
         .await
         .unwrap_or_else(|e| panic!("set id ranges: {e}"));
-        Self::start_with(db, file, base as i32 + 1, turbo).await
+        Self::start_with(db, file, base as i32 + 1, None).await
+    }
+
+    /// Starts the chat on a fresh PostgreSQL database of the local server (dropped by
+    /// [`stop`](Self::stop)), migrated by the chat itself.
+    ///
+    /// # Panics
+    ///
+    /// If PostgreSQL is unreachable, or the database or the listener cannot be set up.
+    pub async fn start_on_postgres() -> Self {
+        let postgres = crate::db::PgDatabase::create("chat")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let url = postgres.url();
+        let db = chat::database(&url)
+            .await
+            .unwrap_or_else(|e| panic!("chat database at {url}: {e}"));
+        Self::start_with(db, std::path::PathBuf::new(), 1, Some(postgres)).await
+    }
+
+    /// Stops the server and drops its PostgreSQL database, if it has one.
+    ///
+    /// # Panics
+    ///
+    /// If the database cannot be dropped.
+    pub async fn stop(mut self) {
+        self.server.abort();
+        let _ = self.db.clone().close().await;
+        if let Some(postgres) = self.postgres.take() {
+            postgres.drop_now().await.unwrap_or_else(|e| panic!("{e}"));
+        }
     }
 
     /// The id the first room and the first message of this server get.
@@ -94,8 +111,12 @@ impl ChatServer {
         db: DatabaseConnection,
         file: std::path::PathBuf,
         first_id: i32,
-        turbo: Turbo,
+        postgres: Option<crate::db::PgDatabase>,
     ) -> Self {
+        let turbo = chat::turbo_builder(&db)
+            .secret(TEST_SECRET)
+            .build()
+            .unwrap_or_else(|e| panic!("chat templates must load: {e}"));
         let app = chat::router(db.clone(), &turbo);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -111,6 +132,7 @@ impl ChatServer {
             db,
             turbo,
             file,
+            postgres,
             server,
             first_id,
         }
@@ -210,6 +232,23 @@ impl ChatServer {
 impl Drop for ChatServer {
     fn drop(&mut self) {
         self.server.abort();
-        let _ = std::fs::remove_file(&self.file);
+        if self.postgres.is_none() {
+            let _ = std::fs::remove_file(&self.file);
+        }
     }
+}
+
+/// The `<li>` the chat's message component renders for message `id` of `room`, by
+/// `author` (`None`: anonymous), its text as escaped in the page.
+pub fn message_li(room: i32, id: i32, author: Option<&str>, escaped_text: &str) -> String {
+    let author = author.unwrap_or("anonymous");
+    format!(
+        "<li id=\"message_{id}\">\n  <b class=\"author\">{author}</b>\n  <span class=\"text\">{escaped_text}</span>\n  \
+         <details class=\"edit\">\n    <summary>Edit</summary>\n    \
+         <form id=\"edit_message_{id}\" method=\"post\" action=\"/rooms/{room}/messages/{id}/edit\">\n      \
+         <input name=\"text\" value=\"{escaped_text}\" maxlength=\"2000\" required autocomplete=\"off\">\n      \
+         <button type=\"submit\">Save</button>\n    </form>\n  </details>\n  \
+         <form class=\"delete\" method=\"post\" action=\"/rooms/{room}/messages/{id}/delete\">\n    \
+         <button type=\"submit\">Delete</button>\n  </form>\n</li>\n"
+    )
 }

@@ -61,7 +61,7 @@ async fn two_users_chat() -> Result<(), BrowserError> {
     send(&a, markup).await?;
     b.wait_for_text(MESSAGE_TEXTS, markup, STEP).await?;
     assert_eq!(
-        b.count("#messages b").await?,
+        b.count("#messages .text b").await?,
         0,
         "the text was not parsed as HTML"
     );
@@ -250,7 +250,7 @@ async fn refreshes_after_a_gap() -> Result<(), BrowserError> {
     let stream = format!("room:{room}");
     for n in 0..150 {
         turbo_model_tests::standalone::publish_with(
-            turbo_model_tests::server::turbo(),
+            &chat.turbo,
             &stream,
             &format!(
                 "<turbo-stream action=\"append\" target=\"nowhere\"><template>{n}</template></turbo-stream>"
@@ -363,7 +363,7 @@ async fn renamed_and_refresh_arrives(
         .await
         .expect("rename the room without hooks");
     turbo_model_tests::standalone::publish_with(
-        turbo_model_tests::server::turbo(),
+        &chat.turbo,
         &format!("room:{room}"),
         r#"<turbo-stream action="refresh"></turbo-stream>"#,
     );
@@ -489,7 +489,7 @@ async fn a_refresh_carries_the_request_id_turbo_sent_with_the_form() -> Result<(
 /// B with the `request-id` Turbo put on A's request, so A's page, which made the change,
 /// can skip it.
 async fn request_id_end_to_end() -> Result<(), BrowserError> {
-    let chat = ChatServer::start_alone().await;
+    let chat = ChatServer::start().await;
     let browser = Browser::start().await?;
     let a = browser.open_page().await?;
     let b = browser.open_page().await?;
@@ -610,7 +610,142 @@ async fn custom_and_several() -> Result<(), BrowserError> {
             vec![],
         )
         .await?;
-    assert_eq!(seen, serde_json::json!(["1 new <item>", "<li>first</li>", 3]));
+    assert_eq!(
+        seen,
+        serde_json::json!(["1 new <item>", "<li>first</li>", 3])
+    );
     tab.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authors_edits_and_room_counts_are_live_on_sqlite() -> Result<(), BrowserError> {
+    let chat = ChatServer::start().await;
+    tokio::time::timeout(WHOLE_TEST, authors_edits_and_counts(&chat, "SQLite"))
+        .await
+        .unwrap_or_else(|_| panic!("the browser test took longer than {WHOLE_TEST:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authors_edits_and_room_counts_are_live_on_postgresql() -> Result<(), BrowserError> {
+    let chat = ChatServer::start_on_postgres().await;
+    let outcome = tokio::time::timeout(WHOLE_TEST, authors_edits_and_counts(&chat, "PostgreSQL"))
+        .await
+        .unwrap_or_else(|_| panic!("the browser test took longer than {WHOLE_TEST:?}"));
+    chat.stop().await;
+    outcome
+}
+
+/// Signs `page` in as `name` on the room list.
+async fn sign_in(page: &Page, index: &str, name: &str) -> Result<(), BrowserError> {
+    page.goto(index).await?;
+    page.fill("#session-form input[name=name]", name).await?;
+    page.click("#session-form button[type=submit]").await?;
+    page.wait_for_text("#user", name, STEP).await
+}
+
+/// Ada and Bob chat in a room while a third window watches the room list: each message
+/// shows its author's name (read by an async hook), an edit replaces the message in both
+/// windows, and the room list's count follows posts and deletes. Prints how long each
+/// change took from the click to the other window's DOM.
+async fn authors_edits_and_counts(chat: &ChatServer, database: &str) -> Result<(), BrowserError> {
+    let browser = Browser::start().await?;
+    let ada = browser.open_page().await?;
+    let bob = browser.open_page().await?;
+    let list = browser.open_page().await?;
+    for page in [&ada, &bob, &list] {
+        page.show_on_failure("body");
+    }
+    let index = format!("{}/", chat.base_url);
+    sign_in(&ada, &index, "ada").await?;
+    sign_in(&bob, &index, "bob").await?;
+    list.goto(&index).await?;
+    list.wait_for(SUBSCRIBED, STEP).await?;
+
+    // Ada creates a room; the list refreshes itself and shows it with no messages.
+    ada.fill("#room-form input[name=name]", "Counted").await?;
+    create_room_with_form(&ada).await?;
+    let room_url = ada.url().await?;
+    let room = room_url
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let count = format!("#room_{room} .count");
+    list.wait_for_text(&count, "0", STEP).await?;
+    list.execute("window.__marker = 1", vec![]).await?;
+    bob.goto(&room_url).await?;
+    for page in [&ada, &bob] {
+        page.wait_for(SUBSCRIBED, STEP).await?;
+    }
+
+    // Ada posts: Bob sees it with her name; the list counts it.
+    let posted = Instant::now();
+    send(&ada, "hello from ada").await?;
+    bob.wait_for_text(MESSAGE_TEXTS, "hello from ada", STEP)
+        .await?;
+    let post_to_other = posted.elapsed();
+    list.wait_for_text(&count, "1", STEP).await?;
+    let post_to_count = posted.elapsed();
+    assert_eq!(bob.texts_of("#messages li .author").await?, ["ada"]);
+    assert_eq!(ada.texts_of("#messages li .author").await?, ["ada"]);
+
+    // Bob answers: Ada sees his name.
+    send(&bob, "hi ada, bob here").await?;
+    ada.wait_for_text(MESSAGE_TEXTS, "hi ada, bob here", STEP)
+        .await?;
+    list.wait_for_text(&count, "2", STEP).await?;
+    assert_eq!(ada.texts_of("#messages li .author").await?, ["ada", "bob"]);
+
+    // Ada edits her message: it is replaced in both windows, author kept.
+    let item = item_with_text(&ada, "hello from ada").await?;
+    ada.click(&format!("#{item} details.edit summary")).await?;
+    let field = format!("#edit_{item} input[name=text]");
+    ada.fill(&field, "hello from ada (edited)").await?;
+    let edited = Instant::now();
+    ada.click(&format!("#edit_{item} button[type=submit]"))
+        .await?;
+    bob.wait_for_text(&format!("#{item} .text"), "hello from ada (edited)", STEP)
+        .await?;
+    let edit_to_other = edited.elapsed();
+    ada.wait_for_text(&format!("#{item} .text"), "hello from ada (edited)", STEP)
+        .await?;
+    for page in [&ada, &bob] {
+        assert_eq!(
+            page.texts_of(MESSAGE_TEXTS).await?,
+            ["hello from ada (edited)", "hi ada, bob here"]
+        );
+        assert_eq!(page.texts_of("#messages li .author").await?, ["ada", "bob"]);
+    }
+
+    // Bob deletes his message: gone in both windows, and the list counts one.
+    let bobs = item_with_text(&bob, "hi ada, bob here").await?;
+    let deleted = Instant::now();
+    bob.click(&format!("#{bobs} form.delete button[type=submit]"))
+        .await?;
+    ada.wait_for_gone(&format!("#{bobs}"), STEP).await?;
+    list.wait_for_text(&count, "1", STEP).await?;
+    let delete_to_count = deleted.elapsed();
+    assert_eq!(marker(&list).await?, json!(1), "the list was not reloaded");
+    #[allow(
+        clippy::print_stdout,
+        reason = "the figures are the test's report (`--nocapture`)"
+    )]
+    {
+        println!(
+            "{database}: post → other window {} ms, post → room list count {} ms, \
+         edit → other window {} ms, delete → room list count {} ms",
+            post_to_other.as_millis(),
+            post_to_count.as_millis(),
+            edit_to_other.as_millis(),
+            delete_to_count.as_millis()
+        );
+    }
+    list.screenshot(screenshot_path(&format!("room-list-{database}.png")))
+        .await?;
+    for page in [ada, bob, list] {
+        page.close().await?;
+    }
     Ok(())
 }

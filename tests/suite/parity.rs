@@ -5,16 +5,15 @@ use std::time::Duration;
 
 use serde_json::json;
 use turbo_model_tests::server::{ChatServer, turbo};
+
+/// The `<li>` of an anonymous message.
+fn message_li(room: i32, id: i32, escaped_text: &str) -> String {
+    turbo_model_tests::server::message_li(room, id, None, escaped_text)
+}
 use turbo_model_tests::sse::SseClient;
 use turbo_model_tests::ws::Client;
 
 const TURBO_ACCEPT: &str = "text/vnd.turbo-stream.html, text/html, application/xhtml+xml";
-
-fn message_li(room: i32, id: i32, text: &str) -> String {
-    format!(
-        "<li id=\"message-{id}\">\n  <span class=\"text\">{text}</span>\n  <form class=\"delete\" method=\"post\" action=\"/rooms/{room}/messages/{id}/delete\">\n    <button type=\"submit\">Delete</button>\n  </form>\n</li>\n"
-    )
-}
 
 fn form(room: i32) -> String {
     format!(
@@ -92,13 +91,90 @@ async fn a_turbo_form_gets_a_turbo_stream_response_and_the_others_get_the_broadc
         .expect("request");
     assert_eq!(
         response.text().await.expect("body"),
-        format!("<turbo-stream action=\"remove\" target=\"message-{id}\"></turbo-stream>")
+        format!("<turbo-stream action=\"remove\" target=\"message_{id}\"></turbo-stream>")
     );
     assert_eq!(
         other.json().await["html"],
-        format!("<turbo-stream action=\"remove\" target=\"message-{id}\"></turbo-stream>")
+        format!("<turbo-stream action=\"remove\" target=\"message_{id}\"></turbo-stream>")
     );
     assert_eq!(sender.json().await["type"], "skip");
+}
+
+#[tokio::test]
+async fn an_edit_answers_the_sender_with_a_replace_and_replaces_it_for_the_others() {
+    use turbo_model::Action;
+    use turbo_model::testing::StreamResponse;
+
+    let server = ChatServer::start().await;
+    let room = server.create_room("Lobby").await;
+    let id = server.first_id();
+    let post = server
+        .http()
+        .post(format!("{}/rooms/{room}/messages/", server.base_url))
+        .header("cookie", "chat_user=ada")
+        .form(&[("text", "first <draft>")])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(post.status(), 303);
+    server.turbo.settled().await;
+    let (mut sender, sender_connection) = page_connection(&server, room).await;
+    let (mut other, _) = page_connection(&server, room).await;
+    let edit = |text: &'static str, message: i32, turbo: bool| {
+        let mut request = server
+            .http()
+            .post(format!(
+                "{}/rooms/{room}/messages/{message}/edit",
+                server.base_url
+            ))
+            .header("x-turbo-model-connection", &sender_connection)
+            .form(&[("text", text)]);
+        if turbo {
+            request = request.header("accept", TURBO_ACCEPT);
+        }
+        request.send()
+    };
+
+    let response = edit("final & \"done\"", id, true).await.expect("request");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .ok()
+        .map(str::to_owned);
+    let body = response.text().await.expect("body");
+    let stream = StreamResponse::parse(content_type.as_deref(), &body).expect("a turbo-stream");
+    stream.assert_count(1);
+    let li = turbo_model_tests::server::message_li(
+        room,
+        id,
+        Some("ada"),
+        "final &amp; &quot;done&quot;",
+    );
+    assert_eq!(
+        stream
+            .assert_one(Action::Replace, &format!("message_{id}"))
+            .content(),
+        Some(li.as_str())
+    );
+    // The others get the same replace; the sender a skip.
+    assert_eq!(
+        other.json().await["html"],
+        format!(
+            "<turbo-stream action=\"replace\" target=\"message_{id}\"><template>{li}</template></turbo-stream>"
+        )
+    );
+    assert_eq!(sender.json().await["type"], "skip");
+
+    // Without Turbo: a redirect. Bad input: an error, and nothing sent.
+    let plain = edit("plain", id, false).await.expect("request");
+    assert_eq!(plain.status(), 303);
+    assert_eq!(other.json().await["type"], "message");
+    for (text, message, status) in [("   ", id, 422), ("x", id + 999, 404)] {
+        let response = edit(text, message, true).await.expect("request");
+        assert_eq!(response.status(), status, "{text:?} on {message}");
+    }
+    server.turbo.settled().await;
+    other.expect_silence(Duration::from_millis(200)).await;
+    assert!(server.room_page(room).await.contains(">plain</span>"));
 }
 
 #[tokio::test]
@@ -238,13 +314,31 @@ async fn refreshes_are_debounced_and_carry_the_request_id() {
             .send_with(&server.turbo)
             .expect("sent");
     }
+    // Five requests' refreshes: one goes out, and no page may skip it as its own.
+    let frame = client.json().await;
+    assert_eq!(
+        frame["html"], r#"<turbo-stream action="refresh" method="morph"></turbo-stream>"#,
+        "one refresh, for everyone"
+    );
+    assert_eq!(frame["seq"], 1);
+    client.expect_silence(Duration::from_millis(400)).await;
+    // One request's refreshes: one goes out, with its request id.
+    for _ in 0..3 {
+        turbo_model::stream("board:1")
+            .expect("a valid stream name")
+            .refresh()
+            .morph()
+            .request_id("req-9")
+            .send_with(&server.turbo)
+            .expect("sent");
+    }
     let frame = client.json().await;
     assert_eq!(
         frame["html"],
-        r#"<turbo-stream action="refresh" method="morph" request-id="req-4"></turbo-stream>"#,
-        "one refresh, the last one"
+        r#"<turbo-stream action="refresh" method="morph" request-id="req-9"></turbo-stream>"#,
+        "one refresh, the requester's"
     );
-    assert_eq!(frame["seq"], 1);
+    assert_eq!(frame["seq"], 2);
     client.expect_silence(Duration::from_millis(400)).await;
     turbo_model::stream("board:1")
         .expect("a valid stream name")
@@ -252,6 +346,6 @@ async fn refreshes_are_debounced_and_carry_the_request_id() {
         .debounce(Duration::ZERO)
         .send_with(&server.turbo)
         .expect("sent");
-    assert_eq!(client.json().await["seq"], 2, "ZERO sends at once");
+    assert_eq!(client.json().await["seq"], 3, "ZERO sends at once");
     let _ = turbo();
 }

@@ -7,14 +7,12 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use turbo_model::web::protocol::MAX_INBOUND_BYTES;
 use turbo_model_tests::server::{ChatServer, turbo};
-use turbo_model_tests::ws::{Client, Received};
 
-/// The `<li>` the chat's message component renders.
+/// The `<li>` of an anonymous message.
 fn message_li(room: i32, id: i32, escaped_text: &str) -> String {
-    format!(
-        "<li id=\"message-{id}\">\n  <span class=\"text\">{escaped_text}</span>\n  <form class=\"delete\" method=\"post\" action=\"/rooms/{room}/messages/{id}/delete\">\n    <button type=\"submit\">Delete</button>\n  </form>\n</li>\n"
-    )
+    turbo_model_tests::server::message_li(room, id, None, escaped_text)
 }
+use turbo_model_tests::ws::{Client, Received};
 
 async fn subscribed_client(server: &ChatServer, room: i32) -> Client {
     let tokens = server.room_tokens(room).await;
@@ -70,14 +68,14 @@ async fn deleted_message_is_removed_from_every_subscriber() {
             "type": "message",
             "stream": format!("room:{room}"),
             "seq": 2,
-            "html": format!("<turbo-stream action=\"remove\" target=\"message-{id}\"></turbo-stream>")
+            "html": format!("<turbo-stream action=\"remove\" target=\"message_{id}\"></turbo-stream>")
         })
     );
     assert!(
         !server
             .room_page(room)
             .await
-            .contains(&format!("message-{id}"))
+            .contains(&format!("message_{id}"))
     );
 }
 
@@ -310,14 +308,14 @@ async fn a_named_stream_carries_broadcasts_from_code_outside_the_orm() {
             Some(turbo_model::Content::text("shipped & paid")),
         )
         .target("order-status")
-        .send_with(turbo())
+        .send_with(&server.turbo)
         .expect("sent");
     turbo_model::stream(name.as_str())
         .expect("a valid stream name")
         .refresh()
         .morph()
         .preserve_scroll()
-        .send_with(turbo())
+        .send_with(&server.turbo)
         .expect("sent");
 
     assert_eq!(

@@ -1,9 +1,10 @@
 //! The turbo-model tutorial chat.
 //!
 //! Rooms hold messages; a message posted in a room appears in every open window of that
-//! room without a reload, and a deleted one disappears. The live part is three things:
-//! `#[derive(ModelStream)]` on the entities, the hook in [`hooks`], and
-//! `<% turbo_subscribe room %>` in `templates/chat/room.html`.
+//! room without a reload, with its author's name; an edited one changes and a deleted one
+//! disappears; the room list shows each room's message count, live. The live part is
+//! three things: `#[derive(ModelStream)]` on the entities, the async hooks in [`hooks`],
+//! and `<% turbo_subscribe room %>` in `templates/chat/room.html`.
 //!
 //! The binary (`src/main.rs`) wires these functions together; the tests use them to run
 //! the app on an ephemeral port.
@@ -100,10 +101,11 @@ pub fn turbo_js_path() -> PathBuf {
 pub const TURBO_CDN_URL: &str =
     "https://cdn.jsdelivr.net/npm/@hotwired/turbo@8.0.23/dist/turbo.es2017-esm.js";
 
-/// A [`turbo_model::Builder`] with the chat's templates and its rule for private rooms;
-/// call `.install()` on it.
-pub fn turbo_builder() -> turbo_model::Builder {
+/// A [`turbo_model::Builder`] with the chat's templates, its rule for private rooms and
+/// the database its async hooks read; call `.install()` on it.
+pub fn turbo_builder(db: &DatabaseConnection) -> turbo_model::Builder {
     turbo_model::Turbo::builder()
         .templates(templates_dir())
         .authorize(session::authorize)
+        .database(db.clone())
 }

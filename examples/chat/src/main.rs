@@ -30,7 +30,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let db = chat::database(&database_url)
         .await
         .map_err(|e| format!("database {database_url}: {e}"))?;
-    let turbo = chat::turbo_builder().install()?;
+    let turbo = chat::turbo_builder(&db).install()?;
     let app = chat::router(db, &turbo);
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1".into());
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());

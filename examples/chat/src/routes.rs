@@ -2,7 +2,7 @@
 //!
 //! Forms work with JavaScript off (they redirect). Submitted by Turbo, the message forms
 //! answer with a Turbo Stream response instead: the sender's page gets the change in the
-//! response, and the other pages get it from the hook's broadcast, which leaves the
+//! response, and the other pages get it from the hooks' broadcasts, which leave the
 //! sender out (`to_others`), so nobody sees it twice.
 
 use axum::Router;
@@ -12,14 +12,15 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, ModelTrait, QueryFilter,
-    QueryOrder, Set,
+    QueryOrder, QuerySelect, Set,
 };
 use serde::Deserialize;
 use turbo_model::response::{AcceptsTurboStream, TurboStream, turbo_stream};
 use turbo_model::{Turbo, context};
 
 use crate::assets::TurboScript;
-use crate::entities::{message, room};
+use crate::entities::{author, message, room};
+use crate::hooks::{MESSAGE, author_of};
 use crate::session;
 
 /// Longest room name accepted, in characters.
@@ -44,10 +45,11 @@ pub fn router(db: DatabaseConnection, turbo: &Turbo) -> Router {
     };
     Router::new()
         .route("/", get(index))
-        .route("/session", post(session::sign_in))
+        .route("/session", post(sign_in))
         .route("/rooms/", post(create_room))
         .route("/rooms/{id}/", get(show_room))
         .route("/rooms/{id}/messages/", post(create_message))
+        .route("/rooms/{id}/messages/{message_id}/edit", post(edit_message))
         .route(
             "/rooms/{id}/messages/{message_id}/delete",
             post(delete_message),
@@ -127,12 +129,41 @@ fn render(
     Ok(Html(app.turbo.render(template, &context)?).into_response())
 }
 
+/// A room on the room list, with its message count.
+#[derive(serde::Serialize)]
+struct ListedRoom {
+    room: room::Model,
+    messages: i64,
+}
+
 async fn index(State(app): State<App>, headers: HeaderMap) -> Page {
     let rooms = room::Entity::find()
         .order_by_asc(room::Column::Id)
         .all(&app.db)
         .await?;
+    let counts: std::collections::HashMap<i32, i64> = message::Entity::find()
+        .select_only()
+        .column(message::Column::RoomId)
+        .column_as(message::Column::Id.count(), "messages")
+        .group_by(message::Column::RoomId)
+        .into_tuple::<(i32, i64)>()
+        .all(&app.db)
+        .await?
+        .into_iter()
+        .collect();
+    let rooms: Vec<ListedRoom> = rooms
+        .into_iter()
+        .map(|room| ListedRoom {
+            messages: counts.get(&room.id).copied().unwrap_or_default(),
+            room,
+        })
+        .collect();
     render(&app, &headers, "chat/index.html", context! { rooms })
+}
+
+/// `POST /session`: signs in as the author of that name (created on first use).
+async fn sign_in(State(app): State<App>, form: Form<session::SignIn>) -> Response {
+    session::sign_in(&app.db, form).await
 }
 
 #[derive(Deserialize)]
@@ -197,13 +228,24 @@ async fn find_room(app: &App, headers: &HeaderMap, id: i32) -> Result<room::Mode
     Ok(room)
 }
 
+/// A message on its room's page, with its author.
+#[derive(serde::Serialize)]
+struct ShownMessage {
+    message: message::Model,
+    author: Option<author::Model>,
+}
+
 async fn show_room(State(app): State<App>, headers: HeaderMap, Path(id): Path<i32>) -> Page {
     let room = find_room(&app, &headers, id).await?;
-    let messages = room
+    let messages: Vec<_> = room
         .find_related(message::Entity)
+        .find_also_related(author::Entity)
         .order_by_asc(message::Column::Id)
         .all(&app.db)
-        .await?;
+        .await?
+        .into_iter()
+        .map(|(message, author)| ShownMessage { message, author })
+        .collect();
     render(
         &app,
         &headers,
@@ -226,9 +268,14 @@ async fn create_message(
 ) -> Page {
     let room = find_room(&app, &headers, id).await?;
     let text = field(&form.text, "message", MAX_TEXT)?;
+    let author = match session::user(&headers) {
+        Some(name) => Some(author::named(&app.db, &name).await?),
+        None => None,
+    };
     let message = message::ActiveModel {
         room_id: Set(room.id),
         text: Set(text),
+        author_id: Set(author.as_ref().map(|a| a.id)),
         ..Default::default()
     }
     .insert(&app.db)
@@ -236,8 +283,7 @@ async fn create_message(
     if turbo_stream_response {
         // The sender's page: the new message, and a fresh (empty) form.
         return Ok(TurboStream::from([
-            turbo_stream::append("chat/components/message.html", context! { message })
-                .target("messages"),
+            turbo_stream::append(MESSAGE, context! { message, author }).target("messages"),
             turbo_stream::replace("chat/components/form.html", context! { room })
                 .target("message-form"),
         ])
@@ -247,14 +293,15 @@ async fn create_message(
     Ok(Redirect::to(&format!("/rooms/{}/", room.id)).into_response())
 }
 
-async fn delete_message(
-    State(app): State<App>,
-    headers: HeaderMap,
-    AcceptsTurboStream(turbo_stream_response): AcceptsTurboStream,
-    Path((id, message_id)): Path<(i32, i32)>,
-) -> Page {
-    let room = find_room(&app, &headers, id).await?;
-    let message = message::Entity::find_by_id(message_id)
+/// The message, if it is in the room and the request's user may see the room.
+async fn find_message(
+    app: &App,
+    headers: &HeaderMap,
+    id: i32,
+    message_id: i32,
+) -> Result<message::Model, Failure> {
+    let room = find_room(app, headers, id).await?;
+    message::Entity::find_by_id(message_id)
         .filter(message::Column::RoomId.eq(room.id))
         .one(&app.db)
         .await?
@@ -263,13 +310,46 @@ async fn delete_message(
                 StatusCode::NOT_FOUND,
                 format!("no message {message_id} in room {id}"),
             )
-        })?;
+        })
+}
+
+async fn edit_message(
+    State(app): State<App>,
+    headers: HeaderMap,
+    AcceptsTurboStream(turbo_stream_response): AcceptsTurboStream,
+    Path((id, message_id)): Path<(i32, i32)>,
+    Form(form): Form<NewMessage>,
+) -> Page {
+    let message = find_message(&app, &headers, id, message_id).await?;
+    let text = field(&form.text, "message", MAX_TEXT)?;
+    let mut edited: message::ActiveModel = message.into();
+    edited.text = Set(text);
+    let message = edited.update(&app.db).await?;
+    if turbo_stream_response {
+        let author = author_of(&app.db, &message).await?;
+        let target = message.dom_id();
+        return Ok(TurboStream::from([turbo_stream::replace(
+            MESSAGE,
+            context! { message, author },
+        )
+        .target(target)])
+        .with_turbo(&app.turbo)
+        .into_response());
+    }
+    Ok(Redirect::to(&format!("/rooms/{id}/")).into_response())
+}
+
+async fn delete_message(
+    State(app): State<App>,
+    headers: HeaderMap,
+    AcceptsTurboStream(turbo_stream_response): AcceptsTurboStream,
+    Path((id, message_id)): Path<(i32, i32)>,
+) -> Page {
+    let message = find_message(&app, &headers, id, message_id).await?;
+    let target = message.dom_id();
     message.delete(&app.db).await?;
     if turbo_stream_response {
-        return Ok(TurboStream::from([
-            turbo_stream::remove().target(format!("message-{message_id}"))
-        ])
-        .into_response());
+        return Ok(TurboStream::from([turbo_stream::remove().target(target)]).into_response());
     }
     Ok(Redirect::to(&format!("/rooms/{id}/")).into_response())
 }

@@ -12,7 +12,7 @@ use sea_orm::{DatabaseConnection, EntityTrait};
 use serde::Deserialize;
 use turbo_model::StreamName;
 
-use crate::entities::room;
+use crate::entities::{author, room};
 
 /// The cookie holding the user name.
 pub const COOKIE: &str = "chat_user";
@@ -44,8 +44,9 @@ pub(crate) struct SignIn {
     name: String,
 }
 
-/// `POST /session`: sets the user name cookie (empty name: signs out).
-pub(crate) async fn sign_in(Form(form): Form<SignIn>) -> Response {
+/// `POST /session`: sets the user name cookie (empty name: signs out), and makes sure
+/// the author of that name exists.
+pub(crate) async fn sign_in(db: &DatabaseConnection, Form(form): Form<SignIn>) -> Response {
     let name = form.name.trim();
     if name.is_empty() {
         let cookie = format!("{COOKIE}=; Path=/; Max-Age=0; SameSite=Lax; HttpOnly");
@@ -57,6 +58,10 @@ pub(crate) async fn sign_in(Form(form): Form<SignIn>) -> Response {
             "a user name is 1 to 32 letters, digits, - or _",
         )
             .into_response();
+    }
+    if let Err(error) = author::named(db, name).await {
+        tracing::error!(%error, "cannot record the author");
+        return (StatusCode::INTERNAL_SERVER_ERROR, "database error").into_response();
     }
     let cookie = format!("{COOKIE}={name}; Path=/; SameSite=Lax; HttpOnly");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()

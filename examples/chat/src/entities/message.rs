@@ -1,4 +1,5 @@
-//! A message in a room. Saving one appends it to the room's page, live (see `hooks`).
+//! A message in a room. Saving one appends it to the room's page, live, with its
+//! author's name; editing one replaces it, deleting one removes it (see `hooks`).
 
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
@@ -8,7 +9,7 @@ use turbo_model::ModelStream;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, ModelStream, Serialize)]
 #[sea_orm(table_name = "message")]
 pub struct Model {
-    /// Primary key; the page's element id is `message-{id}`.
+    /// Primary key; the page's element id is the message's `dom_id`, `message_{id}`.
     #[sea_orm(primary_key)]
     pub id: i32,
     /// The room the message was posted in; its stream is the message's parent stream.
@@ -16,6 +17,8 @@ pub struct Model {
     pub room_id: i32,
     /// What was said.
     pub text: String,
+    /// Who said it; `None` when nobody was signed in.
+    pub author_id: Option<i32>,
 }
 
 /// A message belongs to a room.
@@ -29,10 +32,24 @@ pub enum Relation {
         on_delete = "Cascade"
     )]
     Room,
+    /// Who wrote the message.
+    #[sea_orm(
+        belongs_to = "super::author::Entity",
+        from = "Column::AuthorId",
+        to = "super::author::Column::Id",
+        on_delete = "SetNull"
+    )]
+    Author,
 }
 
 impl Related<super::room::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Room.def()
+    }
+}
+
+impl Related<super::author::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Author.def()
     }
 }

@@ -1,4 +1,5 @@
-//! The chat's two tables: rooms, and the messages posted in them.
+//! The chat's tables: rooms, the messages posted in them, and their authors.
 
+pub mod author;
 pub mod message;
 pub mod room;
