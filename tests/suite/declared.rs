@@ -257,9 +257,7 @@ async fn several_actions_go_out_as_one_message_and_are_recorded_one_by_one() {
             .expect("a stream")
             .custom("set_title", None)
             .attribute("title", "2 new")
-            .and(
-                StreamAction::append(turbo_model::Content::text("<hi>")).target("log"),
-            )
+            .and(StreamAction::append(turbo_model::Content::text("<hi>")).target("log"))
             .and(StreamAction::remove().target("m_1"))
             .send_with(&server.turbo)
     })
@@ -271,7 +269,9 @@ async fn several_actions_go_out_as_one_message_and_are_recorded_one_by_one() {
         r#"<turbo-stream action="set_title" title="2 new"></turbo-stream><turbo-stream action="append" target="log"><template>&lt;hi&gt;</template></turbo-stream><turbo-stream action="remove" target="m_1"></turbo-stream>"#,
         "{frame}"
     );
-    client.expect_silence(std::time::Duration::from_millis(200)).await;
+    client
+        .expect_silence(std::time::Duration::from_millis(200))
+        .await;
     assert_eq!(
         summary(&recorded),
         [
