@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::sync::{Notify, mpsc};
 
-use super::{Frame, Hub, Since, Subscribed};
+use super::{Frame, Hub, Position, Since, Subscribed};
 use crate::name::{ConnectionId, StreamName};
 
 /// The hub's handle on a connection: where its frames go.
@@ -68,6 +68,12 @@ pub struct Connection {
     /// Per stream, the last sequence number already sent by other means (a broker's
     /// replay): queued frames up to it are dropped, not sent twice.
     floors: HashMap<StreamName, u64>,
+    /// Per stream whose subscription waits for the broker's answer, the frames that
+    /// came through the queue meanwhile: held back until the answer, so that none goes
+    /// out before the `subscribed` reply and the replay.
+    held: HashMap<StreamName, Vec<Arc<Frame>>>,
+    /// Frames a connection may hold, as it may queue.
+    queue_frames: usize,
 }
 
 impl Connection {
@@ -83,6 +89,8 @@ impl Connection {
             queue,
             streams: Vec::new(),
             floors: HashMap::new(),
+            held: HashMap::new(),
+            queue_frames,
         }
     }
 
@@ -113,12 +121,22 @@ impl Connection {
         }
     }
 
-    /// Accounts for a frame leaving the queue; `false` if it was already sent.
-    fn dequeued(&mut self, frame: &Frame) -> bool {
+    /// Accounts for a frame leaving the queue; `false` if it was already sent, or is
+    /// held until the broker answers.
+    fn dequeued(&mut self, frame: &Arc<Frame>) -> bool {
         self.subscriber
             .shared
             .queued_bytes
             .fetch_sub(frame.len(), Ordering::AcqRel);
+        if let Some(held) = self.held.get_mut(frame.stream()) {
+            if held.len() < self.queue_frames {
+                held.push(Arc::clone(frame));
+            } else {
+                // As if the queue were full: the client reconnects and resumes.
+                self.subscriber.kick();
+            }
+            return false;
+        }
         match self.floors.get(frame.stream()) {
             Some(&floor) if frame.seq() <= floor => false,
             Some(_) => {
@@ -129,10 +147,26 @@ impl Connection {
         }
     }
 
-    /// Frames of `stream` up to `seq` were sent by other means (a broker's replay): drop
-    /// them if they come through the queue too.
-    pub(crate) fn sent_up_to(&mut self, stream: &StreamName, seq: u64) {
-        self.floors.insert(stream.clone(), seq);
+    /// The broker answered the subscription to `stream` at `position`; its replay goes
+    /// up to it. Queued frames up to it are dropped, not sent twice; the frames held
+    /// while the answer was awaited that come after it are returned, to be sent right
+    /// after the replay. `None` when one of them is of another epoch than the answer:
+    /// the connection must resume again.
+    pub(crate) fn answered(
+        &mut self,
+        stream: &StreamName,
+        position: Position,
+    ) -> Option<Vec<Arc<Frame>>> {
+        self.floors.insert(stream.clone(), position.seq);
+        let held = self.held.remove(stream).unwrap_or_default();
+        if held.iter().any(|frame| frame.epoch() != position.epoch) {
+            return None;
+        }
+        Some(
+            held.into_iter()
+                .filter(|frame| frame.seq() > position.seq)
+                .collect(),
+        )
     }
 
     /// Bytes waiting in this connection's queue.
@@ -159,6 +193,10 @@ impl Connection {
         if !already {
             self.streams.push(stream.clone());
         }
+        if subscribed.ask_broker {
+            // Its frames wait for the broker's answer (see `answered`).
+            self.held.entry(stream.clone()).or_default();
+        }
         subscribed
     }
 
@@ -168,6 +206,7 @@ impl Connection {
             return false;
         };
         self.streams.swap_remove(at);
+        self.held.remove(stream);
         self.hub.remove(stream, self.subscriber.id);
         true
     }

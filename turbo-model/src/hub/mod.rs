@@ -1083,4 +1083,80 @@ mod tests {
             (0, Some(Gap::Epoch))
         );
     }
+
+    fn broker_hub() -> (Arc<Hub>, Feed) {
+        let hub = Arc::new(Hub::new(
+            HubSettings::default(),
+            Arc::default(),
+            Numbering::Broker,
+        ));
+        let feed = Feed::new(Arc::clone(&hub));
+        (hub, feed)
+    }
+
+    fn numbered(feed: &Feed, stream: &StreamName, epoch: u64, seq: u64) {
+        let publication = Publication {
+            stream: stream.clone(),
+            html: Arc::from(format!("<p>{seq}</p>")),
+            except: None,
+        };
+        feed.deliver(publication, Position::new(epoch, seq), clock::now_micros())
+            .expect("a broker's hub");
+    }
+
+    #[test]
+    fn frames_that_come_while_the_broker_answers_wait_for_the_answer() {
+        // The hub has not learned the stream: it hands the subscription to the broker,
+        // and the connection is already among the subscribers, so that nothing
+        // published meanwhile is lost.
+        let (hub, feed) = broker_hub();
+        let room = name("room:1");
+        let mut page = hub.connect();
+        assert!(page.subscribe(&room, at(7, 3)).ask_broker);
+        for seq in 4..=6 {
+            numbered(&feed, &room, 7, seq);
+        }
+        // Nothing may go out before the `subscribed` reply and the broker's replay.
+        assert!(page.try_next_frame().is_none());
+        // The broker answers at 5 (its replay holds 4 and 5): 6 follows the replay,
+        // then the live frames.
+        let held = page
+            .answered(&room, Position::new(7, 5))
+            .expect("one epoch");
+        assert_eq!(seqs(&held), [6]);
+        numbered(&feed, &room, 7, 7);
+        assert_eq!(page.try_next_frame().map(|f| f.seq()), Some(7));
+    }
+
+    #[test]
+    fn a_held_frame_of_another_epoch_makes_the_connection_resume_again() {
+        let (hub, feed) = broker_hub();
+        let room = name("room:1");
+        let mut page = hub.connect();
+        assert!(page.subscribe(&room, at(7, 3)).ask_broker);
+        numbered(&feed, &room, 8, 1);
+        assert!(page.try_next_frame().is_none());
+        assert!(page.answered(&room, Position::new(7, 3)).is_none());
+    }
+
+    #[test]
+    fn a_connection_behind_the_hubs_history_waits_for_the_broker_too() {
+        let (hub, feed) = broker_hub();
+        let room = name("room:1");
+        let mut live = hub.connect();
+        assert!(live.subscribe(&room, None).ask_broker);
+        hub.learn(&room, Position::new(7, 0));
+        for seq in 1..=200 {
+            numbered(&feed, &room, 7, seq);
+        }
+        // 200 frames, 100 kept: a page at 50 is handed to the broker.
+        let mut behind = hub.connect();
+        assert!(behind.subscribe(&room, at(7, 50)).ask_broker);
+        numbered(&feed, &room, 7, 201);
+        assert!(behind.try_next_frame().is_none());
+        let held = behind
+            .answered(&room, Position::new(7, 200))
+            .expect("one epoch");
+        assert_eq!(seqs(&held), [201]);
+    }
 }

@@ -284,9 +284,17 @@ impl Service {
             ));
         }
         match self.resume(stream.clone(), since).await {
-            Ok(resume) => {
-                connection.sent_up_to(stream, resume.position.seq);
+            Ok(mut resume) => {
                 self.count_resume(&resume);
+                let Some(held) = connection.answered(stream, resume.position) else {
+                    connection.unsubscribe(stream);
+                    return Err(crate::error::Error::backend(
+                        "resume",
+                        stream.as_str(),
+                        "the stream moved to another epoch while subscribing",
+                    ));
+                };
+                resume.replay.extend(held);
                 Ok(resume)
             }
             Err(error) => {

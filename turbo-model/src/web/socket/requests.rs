@@ -267,9 +267,17 @@ impl<'a> State<'a> {
                     return Ok(Vec::new());
                 }
                 match outcome {
-                    Ok(resume) => {
-                        self.connection.sent_up_to(&stream, resume.position.seq);
+                    Ok(mut resume) => {
                         self.service.count_resume(&resume);
+                        // What came live while the broker answered follows its replay.
+                        let Some(held) = self.connection.answered(&stream, resume.position) else {
+                            self.connection.unsubscribe(&stream);
+                            return Err(close(
+                                close_code::AGAIN,
+                                "the stream moved on while subscribing; reconnect",
+                            ));
+                        };
+                        resume.replay.extend(held);
                         Ok(self.subscribed(&stream, token, since, &resume))
                     }
                     Err(error) => {
