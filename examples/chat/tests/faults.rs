@@ -76,11 +76,12 @@ struct Plan {
     stall_for: Duration,
     /// How long a killed process stays down.
     down_for: Duration,
-    /// The faults, in order, with `pause` before each; repeated while messages are
-    /// posted when `repeat`.
+    /// The faults, in order, each once `fault_every` more messages were posted after
+    /// the previous one ended; the schedule starts over while messages are posted when
+    /// `repeat`.
     schedule: Vec<Fault>,
     repeat: bool,
-    pause: Duration,
+    fault_every: u32,
     /// How long the pages may take to catch up after the last post.
     settle: Duration,
     /// One whole run, at most.
@@ -122,7 +123,7 @@ impl Plan {
                     Fault::Cut(Duration::from_secs(12)),
                 ],
                 repeat: true,
-                pause: Duration::from_secs(4),
+                fault_every: 500,
                 settle: Duration::from_secs(120),
                 bound: Duration::from_secs(900),
                 runs,
@@ -144,7 +145,7 @@ impl Plan {
                     Fault::Cut(Duration::from_secs(3)),
                 ],
                 repeat: false,
-                pause: Duration::from_secs(1),
+                fault_every: 15,
                 settle: Duration::from_secs(60),
                 bound: Duration::from_secs(150),
                 runs,
@@ -203,14 +204,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The message numbers in `html`: every `fault-NNNNNN`.
 fn markers(html: &str) -> impl Iterator<Item = u32> + '_ {
-    html.match_indices(MARK).filter_map(move |(at, _)| {
+    // Pages of the long form are megabytes: memchr's search, optimized even in this
+    // unoptimized test build.
+    let bytes = html.as_bytes();
+    memchr::memmem::find_iter(bytes, MARK.as_bytes()).filter_map(move |at| {
         let start = at + MARK.len();
-        let digits = html.get(start..start + 6)?;
-        digits
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| digits.parse().ok())
-            .flatten()
+        let digits = bytes.get(start..start + 6)?;
+        digits.iter().try_fold(0u32, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+        })
     })
 }
 
@@ -297,6 +299,13 @@ struct ClientLog {
     stalls: u64,
     /// How connections ended that the client did not drop itself, by cause.
     ends: BTreeMap<String, u64>,
+    /// Frames out of their place: before `subscribed`, a number again or past the
+    /// next, another epoch without a gap signal.
+    out_of_order: u64,
+    /// Subscriptions refused (`forbidden`).
+    refused: u64,
+    /// Anything else unexpected.
+    other: u64,
     /// Gap signals by reason (`epoch`, `history`).
     gap_reasons: BTreeMap<String, u64>,
     /// How the connections that stalled ended, by cause.
@@ -324,10 +333,20 @@ impl ClientLog {
             || self.first_page.get(m).copied().unwrap_or(false)
     }
 
-    fn problem(&mut self, problem: String) {
+    fn note(&mut self, problem: String) {
         if self.problems.len() < 100 {
             self.problems.push(problem);
         }
+    }
+
+    fn problem(&mut self, problem: String) {
+        self.other += 1;
+        self.note(problem);
+    }
+
+    fn out_of_order(&mut self, problem: String) {
+        self.out_of_order += 1;
+        self.note(problem);
     }
 }
 
@@ -601,7 +620,7 @@ impl Page {
                     match position {
                         None => *position = Some((epoch, seq)),
                         Some((known, last)) if *known != epoch => {
-                            log.problem(format!(
+                            log.out_of_order(format!(
                                 "resumed from {known}.{last} into epoch {epoch} without a gap"
                             ));
                             return End::Hole;
@@ -614,20 +633,20 @@ impl Page {
                 Some(kind @ ("message" | "skip")) => {
                     let mut log = lock(&self.log);
                     let Some((epoch, last)) = position.as_mut() else {
-                        log.problem(format!("a frame before `subscribed`: {frame}"));
+                        log.out_of_order(format!("a frame before `subscribed`: {frame}"));
                         continue;
                     };
                     let seq = frame["seq"].as_u64().unwrap_or_default();
                     if seq <= *last {
                         // A page ignores it (it has it); the server should not send it.
-                        log.problem(format!(
+                        log.out_of_order(format!(
                             "seq {seq} again after {last} (epoch {epoch}, on {})",
                             NAMES[process]
                         ));
                         continue;
                     }
                     if seq > *last + 1 {
-                        log.problem(format!(
+                        log.out_of_order(format!(
                             "seq {seq} after {last}: frames missing (epoch {epoch}, on {})",
                             NAMES[process]
                         ));
@@ -654,6 +673,16 @@ impl Page {
                         },
                         _ => log.problem(format!("a frame not of one message: {html}")),
                     }
+                }
+                Some("error") if frame["code"] == "forbidden" => {
+                    // The authorizer refused, or did not answer in time (an overloaded
+                    // database). The client element reconnects and asks again once,
+                    // then gives up on the stream; this page keeps asking, so that the
+                    // figures count every refusal and the run goes on.
+                    let mut log = lock(&self.log);
+                    log.refused += 1;
+                    log.note(format!("refused: {frame}"));
+                    return End::Again("forbidden".into());
                 }
                 _ => lock(&self.log).problem(format!("unexpected frame: {frame}")),
             }
@@ -684,6 +713,8 @@ struct Posted {
     refused: Vec<(u32, String)>,
     /// Posts the first process refused to connect for, taken by the other.
     fallbacks: u64,
+    /// The number of the last message posted.
+    sent: u32,
     done: bool,
 }
 
@@ -701,6 +732,7 @@ async fn poster(ends: Arc<Ends>, plan: Plan, posted: Arc<Mutex<Posted>>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for n in 1..=plan.messages {
         ticker.tick().await;
+        lock(&posted).sent = n;
         let text = format!("{MARK}{n:06}");
         let first = n as usize % 2;
         for (attempt, process) in [first, 1 - first].into_iter().enumerate() {
@@ -776,6 +808,8 @@ struct Figures {
     silent_losses: u64,
     duplicates: u64,
     out_of_order: u64,
+    refused: u64,
+    other: u64,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -891,14 +925,23 @@ async fn run_once(plan: &Plan, run: usize, seed: u64) {
     ));
     let mut kills: Vec<(usize, Instant)> = Vec::new();
     let mut step = 0;
-    loop {
-        if plan.repeat && lock(&posted).done {
+    let mut next_at = plan.fault_every;
+    while plan.repeat || step < plan.schedule.len() {
+        // The next fault once enough messages went out since the last one ended: as
+        // many faults per message however fast the processes answer.
+        let over = loop {
+            let (sent, done) = {
+                let posted = lock(&posted);
+                (posted.sent, posted.done)
+            };
+            if done || sent >= next_at {
+                break done;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if over {
             break;
         }
-        if !plan.repeat && step == plan.schedule.len() {
-            break;
-        }
-        tokio::time::sleep(plan.pause).await;
         let fault = plan.schedule[step % plan.schedule.len()];
         step += 1;
         match fault {
@@ -941,7 +984,13 @@ async fn run_once(plan: &Plan, run: usize, seed: u64) {
                 }
             }
         }
+        next_at = lock(&posted).sent + plan.fault_every;
     }
+    assert!(
+        step >= plan.schedule.len(),
+        "the messages ran out before every fault was injected ({step} of {})",
+        plan.schedule.len()
+    );
     posting
         .await
         .unwrap_or_else(|e| panic!("the poster failed: {e}"));
@@ -1020,8 +1069,10 @@ async fn run_once(plan: &Plan, run: usize, seed: u64) {
             .collect();
         figures.silent_losses += lost.len() as u64;
         figures.duplicates += duplicates.len() as u64;
-        figures.out_of_order += log.problems.len() as u64;
-        if lost.is_empty() && duplicates.is_empty() && log.problems.is_empty() {
+        figures.out_of_order += log.out_of_order;
+        figures.refused += log.refused;
+        figures.other += log.other;
+        if lost.is_empty() && duplicates.is_empty() && log.out_of_order + log.other == 0 {
             continue;
         }
         failing_pages += 1;
@@ -1030,11 +1081,14 @@ async fn run_once(plan: &Plan, run: usize, seed: u64) {
         }
         let _ = writeln!(
             failures,
-            "page {me}{}: {} silent losses, {} duplicates, {} problems; {}",
+            "page {me}{}: {} silent losses, {} duplicates, {} out of order, {} other \
+             problems, {} refusals; {}",
             if me < plan.stallers { " (staller)" } else { "" },
             lost.len(),
             duplicates.len(),
-            log.problems.len(),
+            log.out_of_order,
+            log.other,
+            log.refused,
             log.at,
         );
         for &m in lost.iter().take(10) {
@@ -1062,7 +1116,7 @@ async fn run_once(plan: &Plan, run: usize, seed: u64) {
                 log.received[m]
             );
         }
-        for problem in log.problems.iter().take(5) {
+        for problem in log.problems.iter().take(8) {
             let _ = writeln!(failures, "  {problem}");
         }
     }
@@ -1079,8 +1133,9 @@ async fn run_once(plan: &Plan, run: usize, seed: u64) {
              {} reconnects (ends: {:?}); faults: {} Redis restarts, {} kills of A, {} kills \
              of B, {} short and {} long cuts between B and Redis, {} socket drops, {} stalls \
              (ended by: {:?}; the servers kicked {} slow connections and dropped {} \
-             whose writes timed out); \
-             silent losses {}, duplicates {}, out of order {}; RSS A {} MB, B {} MB; {:.1?}",
+             whose writes timed out); {} subscriptions refused; \
+             silent losses {}, duplicates {}, out of order {}, other problems {}; \
+             RSS A {} MB, B {} MB; {:.1?}",
             plan.form,
             plan.runs,
             plan.clients,
@@ -1106,9 +1161,11 @@ async fn run_once(plan: &Plan, run: usize, seed: u64) {
             figures.after_stall,
             kicked,
             write_timeouts,
+            figures.refused,
             figures.silent_losses,
             figures.duplicates,
             figures.out_of_order,
+            figures.other,
             rss[0] / 1024,
             rss[1] / 1024,
             wall,
