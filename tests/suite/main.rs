@@ -22,3 +22,4 @@ mod parity;
 mod render_once;
 mod socket;
 mod transactions;
+mod tutorial;
