@@ -267,3 +267,76 @@ async fn to_others_skips_only_the_sender_whichever_process_serves_its_request() 
     assert_eq!(message(&mut on_a).await["type"], "skip");
     assert_eq!(message(&mut on_b).await["html"], html(2));
 }
+
+/// Waits (bounded) until `check` holds.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "{what} within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_process_receives_only_the_streams_its_clients_watch() {
+    let redis = TestRedis::start();
+    let backend = |prefix: &str| {
+        Redis::with_prefix(&redis.url(), prefix)
+            .expect("url")
+            .linger(Duration::from_millis(200))
+    };
+    let a_backend = backend("interest");
+    let b_backend = backend("interest");
+    let a = Standalone::start(Turbo::builder().backend(a_backend.clone())).await;
+    let b = Standalone::start(Turbo::builder().backend(b_backend.clone())).await;
+
+    let mut on_a = Client::connect(&a.ws_url()).await;
+    let mut on_b = Client::connect(&b.ws_url()).await;
+    on_a.subscribe(&a.token("room:1")).await;
+    let epoch = on_b.subscribe(&b.token("room:2")).await["epoch"]
+        .as_str()
+        .expect("an epoch")
+        .to_owned();
+    assert_eq!(a_backend.received().channels, 1);
+    assert_eq!(b_backend.received().channels, 1);
+
+    // Ten broadcasts on each room, all sent by A.
+    for n in 1..=10 {
+        a.publish("room:1", &html(n));
+        a.publish("room:2", &html(n));
+    }
+    for seq in 1..=10 {
+        assert_eq!(message(&mut on_a).await["seq"], seq);
+        assert_eq!(message(&mut on_b).await["seq"], seq);
+    }
+    let frame_bytes = |n: u64| html(n).len() as u64;
+    let (a_got, b_got) = (a_backend.received(), b_backend.received());
+    assert_eq!(
+        (a_got.messages, b_got.messages),
+        (10, 10),
+        "each process got its own room's ten, not all twenty"
+    );
+    let html_bytes: u64 = (1..=10).map(frame_bytes).sum();
+    assert!(
+        b_got.bytes >= html_bytes && b_got.bytes < html_bytes + 10 * 200,
+        "B received its room's bytes only: {} for {html_bytes} of markup",
+        b_got.bytes
+    );
+
+    // B's client leaves: after the linger, B stops listening to room:2 ...
+    drop(on_b);
+    eventually("B lets room:2 go", || b_backend.received().channels == 0).await;
+    a.publish("room:2", &html(11));
+    a.publish("room:1", &html(11));
+    assert_eq!(message(&mut on_a).await["seq"], 11);
+    assert_eq!(b_backend.received().messages, 10, "nothing more for B");
+
+    // ... and a client that comes back to B resumes from Redis's log, then follows live.
+    let mut back = Client::connect(&b.ws_url()).await;
+    let resumed = back.resume(&b.token("room:2"), &epoch, 10).await;
+    assert_eq!(resumed["type"], "subscribed", "{resumed}");
+    assert_eq!(message(&mut back).await["seq"], 11, "replayed from the log");
+    a.publish("room:2", &html(12));
+    assert_eq!(message(&mut back).await["seq"], 12, "live again");
+    assert_eq!(b_backend.received().channels, 1);
+}

@@ -387,17 +387,30 @@ impl Builder {
     }
 }
 
-/// [`InProcess`], or Redis when `TURBO_MODEL_REDIS_URL` is set and the `redis` feature on.
+/// [`InProcess`], or Redis when `TURBO_MODEL_REDIS_CLUSTER` or `TURBO_MODEL_REDIS_URL` is
+/// set and the `redis` feature on.
 fn default_backend() -> Result<Arc<dyn Backend>> {
+    #[cfg(feature = "redis")]
+    if let Ok(nodes) = std::env::var(crate::backend::REDIS_CLUSTER_ENV) {
+        let nodes: Vec<&str> = nodes
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        return Ok(Arc::new(crate::backend::Redis::cluster(&nodes)?));
+    }
     #[cfg(feature = "redis")]
     if let Ok(url) = std::env::var(REDIS_ENV) {
         return Ok(Arc::new(crate::backend::Redis::new(&url)?));
     }
     #[cfg(not(feature = "redis"))]
-    if std::env::var_os(REDIS_ENV).is_some() {
+    if std::env::var_os(REDIS_ENV).is_some()
+        || std::env::var_os(crate::backend::REDIS_CLUSTER_ENV).is_some()
+    {
         tracing::warn!(
-            "{REDIS_ENV} is set but turbo-model was built without its `redis` feature: \
-             broadcasts stay in this process"
+            "{REDIS_ENV} or {} is set but turbo-model was built without its `redis` \
+             feature: broadcasts stay in this process",
+            crate::backend::REDIS_CLUSTER_ENV
         );
     }
     Ok(Arc::new(InProcess::default()))

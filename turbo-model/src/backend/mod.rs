@@ -18,6 +18,10 @@ use crate::name::StreamName;
 /// `redis` feature).
 pub const REDIS_ENV: &str = "TURBO_MODEL_REDIS_URL";
 
+/// The environment variable naming the nodes of a Redis Cluster to use as the backend,
+/// separated by commas (with the `redis` feature); it wins over [`REDIS_ENV`].
+pub const REDIS_CLUSTER_ENV: &str = "TURBO_MODEL_REDIS_CLUSTER";
+
 /// What a broker says to a subscription the local hub could not answer.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -96,7 +100,7 @@ pub trait Backend: Send + Sync + 'static {
 mod redis;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis::{DEFAULT_PUBLISH_DEADLINE, DEFAULT_QUEUE_BYTES, Redis};
+pub use redis::{DEFAULT_LINGER, DEFAULT_PUBLISH_DEADLINE, DEFAULT_QUEUE_BYTES, Redis, Traffic};
 
 /// Delivers to this process's subscribers only. The default; needs nothing running.
 #[derive(Debug, Default)]

@@ -564,6 +564,11 @@ impl Hub {
         except: Option<ConnectionId>,
     ) -> usize {
         let mut shard = self.shard(stream);
+        // A stream with no record here is watched by nobody here: the broker keeps its
+        // frames, and a subscription asks the broker first.
+        if !shard.streams.contains_key(stream) {
+            return 0;
+        }
         let state = self.state(&mut shard, stream);
         let mut freed = 0;
         if let Some(known) = state.position {
@@ -617,6 +622,28 @@ impl Hub {
             }
             self.freed(&mut shard, freed);
         }
+    }
+
+    /// Drops the record of `stream` if nobody here subscribed to it for `linger`; returns
+    /// whether the hub keeps no record of it now.
+    fn release_if_idle(&self, stream: &StreamName, linger: Duration) -> bool {
+        let mut shard = self.shard(stream);
+        let Some(state) = shard.streams.get(stream) else {
+            return true;
+        };
+        let idle = state.subscribers.is_empty()
+            && state
+                .idle_since
+                .is_some_and(|since| since.elapsed() >= linger);
+        if !idle {
+            return false;
+        }
+        let forgotten = state.history.newest_time().unwrap_or(0);
+        let freed = state.history.bytes();
+        shard.streams.remove(stream);
+        self.freed(&mut shard, freed);
+        self.forgotten_until.fetch_max(forgotten, Ordering::Relaxed);
+        true
     }
 
     /// Forgets one stream's position and history and closes its subscribers.
@@ -759,6 +786,15 @@ impl Feed {
         self.expect(Numbering::Broker, "reset", stream)?;
         self.hub.reset(stream, why);
         Ok(())
+    }
+
+    /// Lets go of `stream` if no connection here subscribed to it for `linger`: the hub
+    /// drops its record, so that frames of it are ignored and the next subscription asks
+    /// the broker. Returns whether the hub keeps no record of it now, and so no longer
+    /// needs its frames ([`Numbering::Broker`]; a hub that numbers its own streams keeps
+    /// its records and returns `false`).
+    pub fn release_if_idle(&self, stream: &StreamName, linger: Duration) -> bool {
+        self.hub.numbering == Numbering::Broker && self.hub.release_if_idle(stream, linger)
     }
 
     /// Makes every client reconnect and resume, and forgets every position: after the

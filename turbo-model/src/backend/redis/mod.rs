@@ -1,14 +1,16 @@
 //! The Redis backend; see [`Redis`].
 
+mod link;
+mod publisher;
+mod subscriber;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::{Backend, BoxFuture, Resume};
@@ -18,13 +20,17 @@ use crate::hub::{
     Feed, Frame, HubSettings, Numbering, Position, Publication, Record, Resolution, Since,
     new_epoch, resolve,
 };
-use crate::name::{ConnectionId, StreamName};
+use crate::name::StreamName;
+use link::{Commands, Target};
+use publisher::{Publisher, Queued};
+use subscriber::{Received, Request, Subscriber};
 
 /// Publishes one broadcast: number it, log it, announce it.
 ///
 /// KEYS: the stream's meta hash (epoch, seq, created) and its log. ARGV: a fresh epoch,
-/// the element, the excepted connection, the log length, the TTL, the channel, the
-/// stream name, the time, this process and the publication's number in it.
+/// the element, the excepted connection, the log length, the TTL, the stream's channel,
+/// the stream name, the time, this process, the publication's number in it, and the
+/// command that announces it (`PUBLISH`, or `SPUBLISH` on a cluster).
 ///
 /// A retry of a publication Redis already took (its answer was lost to a timeout) is
 /// recognised by the process's last number in the meta hash and not published twice.
@@ -43,7 +49,7 @@ local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'q', seq, 't', ARGV[8], 'h', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('PUBLISH', ARGV[6], cjson.encode({s = ARGV[7], e = epoch, q = seq, t = ARGV[8], h = ARGV[2], x = ARGV[3]}))
+redis.call(ARGV[11], ARGV[6], cjson.encode({s = ARGV[7], e = epoch, q = seq, t = ARGV[8], h = ARGV[2], x = ARGV[3]}))
 return {epoch, tostring(seq)}
 ";
 
@@ -83,12 +89,12 @@ return out
 /// Moves a stream that lost a broadcast to a new epoch, and tells every process: its
 /// subscribers reconnect and get the gap signal, and a page rendered before the loss
 /// does too (`lost`). KEYS: meta, log. ARGV: the new epoch, the time, the TTL, the
-/// channel, the stream name.
+/// stream's channel, the stream name, the announcing command.
 const NEW_EPOCH: &str = r"
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', 0, 'created', ARGV[2], 'lost', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[4], cjson.encode({s = ARGV[5], e = ARGV[1], q = 0, t = ARGV[2], h = '', x = '', r = 1}))
+redis.call(ARGV[6], ARGV[4], cjson.encode({s = ARGV[5], e = ARGV[1], q = 0, t = ARGV[2], h = '', x = '', r = 1}))
 return 1
 ";
 
@@ -102,17 +108,20 @@ pub const DEFAULT_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// by default.
 pub const DEFAULT_PUBLISH_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How long a process keeps listening to a stream nobody here watches, by default.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(30);
+
 /// Streams that lost a broadcast and wait to be moved to a new epoch, at most.
 const MAX_LOST: usize = 100_000;
 
-/// How long a subscription waits for the Pub/Sub connection before it is refused (the
-/// client retries).
+/// How long a subscription waits for its stream's channel to be subscribed before it is
+/// refused (the client retries).
 const READY_WITHIN: Duration = Duration::from_secs(5);
 
 /// How long [`Backend::shutdown`] waits for the tasks to stop.
 const STOP_WITHIN: Duration = Duration::from_secs(2);
 
-/// What crosses the channel: one broadcast, as the script announces it.
+/// What crosses a stream's channel: one broadcast, as the script announces it.
 #[derive(Debug, Serialize, Deserialize)]
 struct Announced {
     /// The stream.
@@ -140,10 +149,23 @@ struct Announced {
 /// Per stream, Redis holds a hash (the epoch, the sequence counter, when the record was
 /// made) and a log (a Redis stream capped at the history length), both expiring after
 /// the history age without broadcasts. One Lua script publishes a broadcast atomically:
-/// it numbers it (`HINCRBY`), appends it to the log (`XADD … MAXLEN ~`), and
-/// `PUBLISH`es it on one channel that every process subscribes to; each process hands
-/// the frames to its own hub, which fans them out to its subscribers. A broadcast is
-/// rendered once, in the process that saved, and crosses the network once per process.
+/// it numbers it (`HINCRBY`), appends it to the log (`XADD … MAXLEN ~`), and announces
+/// it on the stream's own channel; each process hands the frames to its own hub, which
+/// fans them out to its subscribers. A broadcast is rendered once, in the process that
+/// saved, and crosses the network once per process that watches its stream.
+///
+/// **Interest routing.** A process listens only to the channels of the streams its own
+/// clients watch: it subscribes to a stream's channel when its first client subscribes
+/// (before it reads the stream's position, so that nothing is missed in between), and
+/// lets it go 30 s ([`linger`](Self::linger)) after its last client left. N processes that each serve a share of
+/// the streams each receive that share of the traffic, not all of it
+/// ([`received`](Self::received) counts it).
+///
+/// **One server or a cluster.** [`new`](Self::new) talks to one server, with plain
+/// channels (`PUBLISH`, `SUBSCRIBE`); [`cluster`](Self::cluster) to a Redis Cluster, with
+/// sharded channels (`SPUBLISH`, `SSUBSCRIBE`, Redis 7). A stream's keys and channel
+/// share one hash slot (the stream name is the hash tag), so its script runs on one node
+/// and its broadcasts reach only the processes that watch it.
 ///
 /// Redis Streams give the ordered, capped, per-stream history that resume needs (read
 /// with `XREVRANGE`), Pub/Sub the low-latency fan-out to processes without a consumer
@@ -166,11 +188,18 @@ struct Announced {
 ///   and in count (100 000): when it is full, `send` returns
 ///   [`Error::Backend`] (with [`HookErrors::Propagate`](crate::HookErrors::Propagate),
 ///   the write's caller sees it).
-/// - When the Pub/Sub connection drops, the process reconnects with backoff and then
-///   closes its stream connections: clients reconnect and resume from the log, which
-///   holds whatever was published meanwhile, or get the gap signal if Redis lost it
-///   (a restart without persistence starts new epochs). Subscriptions wait (up to 5 s)
-///   until the Pub/Sub connection is up, so none misses a frame published in between.
+/// - When the Pub/Sub connection drops (on a cluster: its connection to any node), the
+///   process subscribes to its channels again, retrying with backoff, and then closes
+///   its stream connections: clients reconnect and resume from the log, which holds
+///   whatever was published meanwhile, or get the gap signal if Redis lost it (a restart
+///   without persistence starts new epochs). A subscription waits (up to 5 s) until its
+///   stream's channel is subscribed, so none misses a frame published in between; on a
+///   cluster whose node is down, the streams of that node's slots refuse subscriptions
+///   (clients retry) and lose what cannot be published by the deadline, with the gap
+///   signal, until the node or its replica is back.
+/// - Received broadcasts wait for the hub in a queue of 65 536; when this process falls
+///   that far behind, it drops what does not fit and makes every client resume from the
+///   log, as after a dropped connection.
 /// - A process killed while broadcasts wait in its queue loses them without a gap
 ///   signal: at most the queue's bytes, or what the deadline lets wait.
 ///
@@ -184,7 +213,7 @@ struct Announced {
 ///
 /// [`redis`](https://docs.rs/redis) (redis-rs): the maintained, widely used Redis client
 /// for Rust, with tokio support, a reconnecting multiplexed connection
-/// (`ConnectionManager`) and async Pub/Sub.
+/// (`ConnectionManager`), cluster support, and RESP3 Pub/Sub on both.
 ///
 /// # Use
 /// ```no_run
@@ -203,28 +232,29 @@ pub struct Redis {
 }
 
 struct Inner {
-    client: redis::Client,
+    target: Arc<Target>,
     url: String,
     prefix: String,
-    channel: String,
     publish: redis::Script,
     position: redis::Script,
     new_epoch: redis::Script,
     queue_bytes: usize,
     publish_deadline: Duration,
+    linger: Duration,
     /// Set once, at start.
     running: OnceLock<Running>,
 }
 
 /// What exists once the backend has started.
 struct Running {
-    connection: ConnectionManager,
+    connection: Commands,
     queue: mpsc::Sender<Queued>,
     /// Bytes of the broadcasts in `queue`.
     queued_bytes: Arc<AtomicUsize>,
-    /// Whether the Pub/Sub connection is subscribed: frames published from now on reach
-    /// this process.
-    listening: watch::Sender<bool>,
+    /// Asks the listener to subscribe to a stream's channel.
+    subscribe: mpsc::Sender<Request>,
+    /// What crossed from Redis.
+    received: Arc<Received>,
     feed: Feed,
     settings: HubSettings,
     stop: watch::Sender<bool>,
@@ -268,20 +298,57 @@ impl Redis {
     /// As [`new`](Self::new).
     pub fn with_prefix(url: &str, prefix: &str) -> Result<Self> {
         let client = redis::Client::open(url).map_err(|e| redis_error("connect", "-", e))?;
-        Ok(Self {
+        Ok(Self::on(Target::Server(client), url.to_owned(), prefix))
+    }
+
+    /// A backend for a Redis Cluster, found from any of its `nodes`
+    /// (`redis://host:port`). A stream's keys and channel share one hash slot; broadcasts
+    /// cross on sharded channels (`SPUBLISH`, `SSUBSCRIBE`, Redis 7), so each goes only to
+    /// the node of its stream and to the processes that watch it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when no node is given or a node is not a Redis URL.
+    pub fn cluster<S: AsRef<str>>(nodes: &[S]) -> Result<Self> {
+        Self::cluster_with_prefix(nodes, "turbo-model")
+    }
+
+    /// As [`cluster`](Self::cluster), with keys and channels named `prefix:…`.
+    ///
+    /// # Errors
+    ///
+    /// As [`cluster`](Self::cluster).
+    pub fn cluster_with_prefix<S: AsRef<str>>(nodes: &[S], prefix: &str) -> Result<Self> {
+        let nodes: Vec<String> = nodes.iter().map(|n| n.as_ref().to_owned()).collect();
+        if nodes.is_empty() {
+            return Err(Error::backend(
+                "connect",
+                "-",
+                "a Redis Cluster needs at least one node",
+            ));
+        }
+        for node in &nodes {
+            redis::Client::open(node.as_str()).map_err(|e| redis_error("connect", "-", e))?;
+        }
+        let url = nodes.join(",");
+        Ok(Self::on(Target::Cluster(nodes), url, prefix))
+    }
+
+    fn on(target: Target, url: String, prefix: &str) -> Self {
+        Self {
             inner: Arc::new(Inner {
-                client,
-                url: url.to_owned(),
+                target: Arc::new(target),
+                url,
                 prefix: prefix.to_owned(),
-                channel: format!("{prefix}:frames"),
                 publish: redis::Script::new(PUBLISH),
                 position: redis::Script::new(POSITION),
                 new_epoch: redis::Script::new(NEW_EPOCH),
                 queue_bytes: DEFAULT_QUEUE_BYTES,
                 publish_deadline: DEFAULT_PUBLISH_DEADLINE,
+                linger: DEFAULT_LINGER,
                 running: OnceLock::new(),
             }),
-        })
+        }
     }
 
     /// Bytes of broadcasts that may wait for Redis in this process; default 16 MiB.
@@ -299,6 +366,14 @@ impl Redis {
         self.configure(|inner| inner.publish_deadline = deadline)
     }
 
+    /// How long this process keeps listening to a stream after its last client here left
+    /// (so that a page that reloads or reconnects is served from this process's history);
+    /// default 30 s. Set before the [`Turbo`](crate::Turbo) is built.
+    #[must_use]
+    pub fn linger(self, linger: Duration) -> Self {
+        self.configure(|inner| inner.linger = linger)
+    }
+
     fn configure(mut self, change: impl FnOnce(&mut Inner)) -> Self {
         match Arc::get_mut(&mut self.inner) {
             Some(inner) => change(inner),
@@ -311,6 +386,29 @@ impl Redis {
         // One hash tag per stream: a cluster keeps a stream's keys on one node.
         let base = format!("{}:{{{}}}", self.inner.prefix, stream.as_str());
         [format!("{base}:meta"), format!("{base}:log")]
+    }
+
+    /// The channel a stream's broadcasts cross on, in its keys' hash slot.
+    fn channel(&self, stream: &StreamName) -> String {
+        channel_of(&self.inner.prefix, stream)
+    }
+
+    /// What this process received from Redis so far: broadcasts, their bytes, and the
+    /// stream channels it listens to now. With interest routing, a process receives the
+    /// broadcasts of the streams its own clients watch, not every stream's.
+    pub fn received(&self) -> Traffic {
+        self.inner
+            .running
+            .get()
+            .map(|running| {
+                let r = &running.received;
+                Traffic {
+                    messages: r.messages.load(Ordering::Relaxed),
+                    bytes: r.bytes.load(Ordering::Relaxed),
+                    channels: r.channels.load(Ordering::Relaxed),
+                }
+            })
+            .unwrap_or_default()
     }
 
     fn running(&self, action: &'static str, stream: &str) -> Result<&Running> {
@@ -327,19 +425,35 @@ impl Redis {
     /// Runs the position script for `since`: the stream's record and its log.
     async fn resume_from_log(&self, stream: &StreamName, since: Option<Since>) -> Result<Resume> {
         let running = self.running("resume", stream.as_str())?;
-        // Frames published after the position read below must reach this process.
-        let mut listening = running.listening.subscribe();
-        let ready = tokio::time::timeout(READY_WITHIN, listening.wait_for(|up| *up))
-            .await
-            .is_ok_and(|up| up.is_ok());
-        if !ready {
-            return Err(Error::backend(
-                "resume",
-                stream.as_str(),
-                "not subscribed to Redis yet; the client will retry",
-            ));
+        // Frames published after the position read below must reach this process: the
+        // stream's channel is subscribed first.
+        let (reply, subscribed) = oneshot::channel();
+        let asked = async {
+            running
+                .subscribe
+                .send((stream.clone(), reply))
+                .await
+                .map_err(|_| "the Redis backend has stopped".to_owned())?;
+            subscribed
+                .await
+                .map_err(|_| "the Redis backend has stopped".to_owned())?
+        };
+        match tokio::time::timeout(READY_WITHIN, asked).await {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => return Err(Error::backend("resume", stream.as_str(), message)),
+            Err(_) => {
+                return Err(Error::backend(
+                    "resume",
+                    stream.as_str(),
+                    "not subscribed to Redis yet; the client will retry",
+                ));
+            }
         }
-        let mut connection = running.connection.clone();
+        let mut connection = running
+            .connection
+            .ready()
+            .await
+            .map_err(|e| redis_error("resume", stream.as_str(), e))?;
         let keys = self.keys(stream);
         let (mode, from) = match since {
             None => ("", 0),
@@ -446,21 +560,20 @@ impl Backend for Redis {
         }
         let connection = self
             .inner
-            .client
-            .get_connection_manager_lazy(
-                redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(Duration::from_secs(2))),
-            )
+            .target
+            .commands()
             .map_err(|e| redis_error("start", "-", e))?;
         let (queue, jobs) = mpsc::channel(QUEUE);
+        let (subscribe, requests) = mpsc::channel(subscriber::REQUESTS);
         let (stop, stopped) = watch::channel(false);
         let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let received = Arc::new(Received::default());
         let running = Running {
             connection: connection.clone(),
             queue,
             queued_bytes: Arc::clone(&queued_bytes),
-            listening: watch::Sender::new(false),
+            subscribe,
+            received: Arc::clone(&received),
             settings: feed.settings(),
             feed: feed.clone(),
             stop,
@@ -486,7 +599,20 @@ impl Backend for Redis {
                 }
                 .run(jobs, stopped.clone()),
             ),
-            runtime.spawn(receiver(self.clone(), feed, stopped)),
+            runtime.spawn(
+                Subscriber {
+                    target: Arc::clone(&self.inner.target),
+                    channel: {
+                        let prefix = self.inner.prefix.clone();
+                        Arc::new(move |stream: &StreamName| channel_of(&prefix, stream))
+                    },
+                    feed,
+                    received,
+                    linger: self.inner.linger,
+                    subscribed: HashSet::new(),
+                }
+                .run(requests, stopped),
+            ),
         ];
         if let Some(running) = self.inner.running.get() {
             running
@@ -572,267 +698,25 @@ impl Backend for Redis {
     }
 }
 
-/// A broadcast waiting in the queue.
-struct Queued {
-    publication: Publication,
-    /// What it counts for in the queue's byte budget.
-    bytes: usize,
-    /// When `send` accepted it: the publish deadline runs from here.
-    at: Instant,
+/// What one process received from Redis: see [`Redis::received`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Traffic {
+    /// Broadcasts received (and announcements of new epochs).
+    pub messages: u64,
+    /// Their payloads' bytes.
+    pub bytes: u64,
+    /// Stream channels subscribed now.
+    pub channels: u64,
 }
 
-/// Publishes this process's broadcasts, one after another, so that they keep their
-/// order; retries what Redis does not take until the deadline, then moves the stream to
-/// a new epoch as soon as Redis answers.
-struct Publisher {
-    redis: Redis,
-    connection: ConnectionManager,
-    settings: HubSettings,
-    queued_bytes: Arc<AtomicUsize>,
-    /// Streams that lost a broadcast and are not on a new epoch yet.
-    lost: HashSet<StreamName>,
-    /// This process, to the publish script (random), and its publications' numbers.
-    process: String,
-    published: u64,
-}
-
-/// The first pause between attempts; it doubles up to [`MAX_RETRY_DELAY`].
-const RETRY_DELAY: Duration = Duration::from_millis(50);
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
-
-impl Publisher {
-    async fn run(mut self, mut jobs: mpsc::Receiver<Queued>, mut stopped: watch::Receiver<bool>) {
-        let mut repair_delay = RETRY_DELAY;
-        loop {
-            let job = if self.lost.is_empty() {
-                tokio::select! {
-                    job = jobs.recv() => job,
-                    () = stopping(&mut stopped) => None,
-                }
-            } else {
-                tokio::select! {
-                    job = jobs.recv() => job,
-                    () = stopping(&mut stopped) => None,
-                    () = tokio::time::sleep(repair_delay) => {
-                        repair_delay = if self.repair_all().await {
-                            RETRY_DELAY
-                        } else {
-                            (repair_delay * 2).min(MAX_RETRY_DELAY)
-                        };
-                        continue;
-                    }
-                }
-            };
-            let Some(job) = job else {
-                return;
-            };
-            self.publish(&job, &mut stopped).await;
-            self.queued_bytes.fetch_sub(job.bytes, Ordering::AcqRel);
-        }
-    }
-
-    /// Publishes one broadcast, retrying until its deadline; past it, marks its stream.
-    async fn publish(&mut self, job: &Queued, stopped: &mut watch::Receiver<bool>) {
-        let stream = &job.publication.stream;
-        // One number for every attempt: Redis publishes it once.
-        self.published += 1;
-        let mut delay = RETRY_DELAY;
-        let deadline = self.redis.inner.publish_deadline;
-        loop {
-            // An attempt may not outlast the deadline either (a reconnecting client
-            // would wait for Redis as long as it takes).
-            let left = deadline.saturating_sub(job.at.elapsed()).max(RETRY_DELAY);
-            let attempt = async {
-                if self.lost.contains(stream) {
-                    self.move_to_new_epoch(stream).await?;
-                }
-                self.publish_once(&job.publication).await
-            };
-            let attempt = match tokio::time::timeout(left, attempt).await {
-                Ok(attempt) => attempt,
-                Err(_) => Err(redis::RedisError::from((
-                    redis::ErrorKind::Io,
-                    "no answer from Redis before the publish deadline",
-                ))),
-            };
-            let Err(error) = attempt else {
-                return;
-            };
-            if job.at.elapsed() >= deadline || *stopped.borrow() {
-                self.lose(stream, &error);
-                return;
-            }
-            tracing::warn!(%stream, %error, "Redis did not take a broadcast; retrying");
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = stopping(stopped) => {}
-            }
-            delay = (delay * 2).min(MAX_RETRY_DELAY);
-        }
-    }
-
-    async fn publish_once(&mut self, publication: &Publication) -> redis::RedisResult<()> {
-        let keys = self.redis.keys(&publication.stream);
-        let except = publication
-            .except
-            .map(|id| id.to_string())
-            .unwrap_or_default();
-        let _: Vec<String> = self
-            .redis
-            .inner
-            .publish
-            .key(&keys[0])
-            .key(&keys[1])
-            .arg(Position::epoch_hex(new_epoch()))
-            .arg(&*publication.html)
-            .arg(except)
-            .arg(self.settings.history_len)
-            .arg(Redis::ttl(self.settings))
-            .arg(&self.redis.inner.channel)
-            .arg(publication.stream.as_str())
-            .arg(clock::now_micros())
-            .arg(&self.process)
-            .arg(self.published)
-            .invoke_async(&mut self.connection)
-            .await?;
-        Ok(())
-    }
-
-    /// Gives a broadcast up: its stream moves to a new epoch once Redis answers.
-    fn lose(&mut self, stream: &StreamName, error: &redis::RedisError) {
-        if self.lost.len() < MAX_LOST || self.lost.contains(stream) {
-            tracing::error!(
-                %stream,
-                %error,
-                "broadcast dropped: Redis did not take it before the deadline; the stream's \
-                 subscribers get the gap signal when Redis is back (the database write is kept)"
-            );
-            self.lost.insert(stream.clone());
-        } else {
-            tracing::error!(
-                %stream,
-                %error,
-                lost = self.lost.len(),
-                "broadcast dropped, and too many streams already wait for a new epoch: this \
-                 stream's subscribers will not be told"
-            );
-        }
-    }
-
-    async fn move_to_new_epoch(&mut self, stream: &StreamName) -> redis::RedisResult<()> {
-        let keys = self.redis.keys(stream);
-        let _: i64 = self
-            .redis
-            .inner
-            .new_epoch
-            .key(&keys[0])
-            .key(&keys[1])
-            .arg(Position::epoch_hex(new_epoch()))
-            .arg(clock::now_micros())
-            .arg(Redis::ttl(self.settings))
-            .arg(&self.redis.inner.channel)
-            .arg(stream.as_str())
-            .invoke_async(&mut self.connection)
-            .await?;
-        self.lost.remove(stream);
-        tracing::info!(%stream, "the stream moved to a new epoch: its subscribers refresh");
-        Ok(())
-    }
-
-    /// Moves every marked stream to a new epoch; returns whether Redis took them all.
-    async fn repair_all(&mut self) -> bool {
-        let streams: Vec<StreamName> = self.lost.iter().cloned().collect();
-        for stream in streams {
-            if let Err(error) = self.move_to_new_epoch(&stream).await {
-                tracing::debug!(%stream, %error, "Redis is still away; the stream waits for its new epoch");
-                return false;
-            }
-        }
-        true
-    }
-}
-
-/// Receives every process's broadcasts and hands them to this process's hub; reconnects
-/// with backoff, and after a reconnect makes every client resume from the log.
-async fn receiver(redis: Redis, feed: Feed, mut stopped: watch::Receiver<bool>) {
-    let mut delay = Duration::from_millis(100);
-    let mut first = true;
-    let listening = match redis.inner.running.get() {
-        Some(running) => running.listening.clone(),
-        None => return,
-    };
-    loop {
-        let session = async {
-            match redis.inner.client.get_async_pubsub().await {
-                Ok(mut pubsub) => match pubsub.subscribe(&redis.inner.channel).await {
-                    Ok(()) => {
-                        delay = Duration::from_millis(100);
-                        if !first {
-                            tracing::info!("Redis is back: clients resume from its log");
-                            let _ = feed.resync_all("the broker connection was lost");
-                        }
-                        first = false;
-                        listening.send_replace(true);
-                        let mut messages = pubsub.into_on_message();
-                        while let Some(message) = messages.next().await {
-                            deliver(&feed, message.get_payload_bytes());
-                        }
-                        listening.send_replace(false);
-                        tracing::warn!("lost the Redis subscription; reconnecting");
-                    }
-                    Err(error) => tracing::warn!(%error, "cannot subscribe on Redis; retrying"),
-                },
-                Err(error) => tracing::warn!(%error, "cannot reach Redis; retrying"),
-            }
-        };
-        tokio::select! {
-            () = session => {}
-            () = stopping(&mut stopped) => return,
-        }
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = stopping(&mut stopped) => return,
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
+/// The channel of `stream`'s broadcasts: `prefix:{stream}:frames`, in the hash slot of
+/// its keys.
+fn channel_of(prefix: &str, stream: &StreamName) -> String {
+    format!("{prefix}:{{{}}}:frames", stream.as_str())
 }
 
 /// Resolves once the backend is told to stop.
 async fn stopping(stopped: &mut watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
-}
-
-fn deliver(feed: &Feed, payload: &[u8]) {
-    let announced: Announced = match serde_json::from_slice(payload) {
-        Ok(announced) => announced,
-        Err(error) => {
-            tracing::warn!(%error, "unreadable frame on the Redis channel");
-            return;
-        }
-    };
-    let (Ok(stream), Some(epoch), Ok(time)) = (
-        StreamName::new(announced.s),
-        u64::from_str_radix(&announced.e, 16).ok(),
-        announced.t.parse::<u64>(),
-    ) else {
-        tracing::warn!("a frame on the Redis channel names no valid stream, epoch or time");
-        return;
-    };
-    if announced.r != 0 {
-        if let Err(error) = feed.reset(&stream, "a broadcast was lost; the stream has a new epoch")
-        {
-            tracing::error!(%error, "the hub refused a new epoch from Redis");
-        }
-        return;
-    }
-    // The id names its process: only that process has the connection.
-    let except = ConnectionId::parse(&announced.x);
-    let publication = Publication {
-        stream,
-        html: Arc::from(announced.h),
-        except,
-    };
-    if let Err(error) = feed.deliver(publication, Position::new(epoch, announced.q), time) {
-        tracing::error!(%error, "the hub refused a frame from Redis");
-    }
 }

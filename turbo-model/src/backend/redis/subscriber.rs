@@ -1,0 +1,260 @@
+//! Interest routing: this process listens to the channels of the streams its own
+//! clients watch, and to no other.
+//!
+//! A stream's channel is subscribed when the hub first hands one of its subscriptions to
+//! Redis (it had not learned the stream), before its position is read, so that nothing
+//! published after that read is missed. It is unsubscribed once the hub has let the
+//! stream go: nobody here watched it for [`LINGER`]. The hub then forgets the stream, so
+//! that the next subscription asks Redis again, and subscribes again.
+//!
+//! When the Pub/Sub connection drops (or this process fell behind and its queue
+//! overflowed), every channel is subscribed again, then every client resumes from the
+//! log: frames published meanwhile are there, or the client gets the gap signal.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::{PushInfo, PushKind, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::link::{Listener, PushQueue, Target};
+use super::{Announced, stopping};
+use crate::hub::{Feed, Position, Publication};
+use crate::name::{ConnectionId, StreamName};
+
+/// How often the listener lets go of the streams nobody watches, at most and at least.
+const RELEASE_EVERY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
+
+/// Messages received and not yet handed to the hub, at most.
+pub(super) const PUSH_QUEUE: usize = 65_536;
+
+/// Subscription requests waiting for the listener, at most.
+pub(super) const REQUESTS: usize = 4096;
+
+/// A subscription request: the stream, and where to say that its channel is subscribed.
+pub(super) type Request = (StreamName, oneshot::Sender<Result<(), String>>);
+
+/// What crossed from Redis to this process.
+#[derive(Debug, Default)]
+pub(super) struct Received {
+    pub(super) messages: AtomicU64,
+    pub(super) bytes: AtomicU64,
+    pub(super) channels: AtomicU64,
+}
+
+/// The task that owns the Pub/Sub connection.
+pub(super) struct Subscriber {
+    pub(super) target: Arc<Target>,
+    pub(super) channel: Arc<dyn Fn(&StreamName) -> String + Send + Sync>,
+    pub(super) feed: Feed,
+    pub(super) received: Arc<Received>,
+    /// How long a stream nobody here watches stays subscribed.
+    pub(super) linger: Duration,
+    /// Streams whose channels are subscribed.
+    pub(super) subscribed: HashSet<StreamName>,
+}
+
+impl Subscriber {
+    pub(super) async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<Request>,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        let (queue, mut pushes) = PushQueue::new(PUSH_QUEUE);
+        let Some(mut listener) = self.connect(&queue, &mut stopped).await else {
+            return;
+        };
+        let every = (self.linger / 2).clamp(RELEASE_EVERY.0, RELEASE_EVERY.1);
+        let mut release = tokio::time::interval(every);
+        release.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stopping(&mut stopped) => return,
+                request = requests.recv() => {
+                    let Some((stream, reply)) = request else { return };
+                    let outcome = self.subscribe(&mut listener, stream).await;
+                    let failed = outcome.is_err();
+                    let _ = reply.send(outcome);
+                    if failed && !self.recover(&mut listener, &queue, &mut stopped).await {
+                        return;
+                    }
+                }
+                push = pushes.recv() => {
+                    let Some(push) = push else { return };
+                    let dropped = push.kind == PushKind::Disconnection;
+                    self.take(push);
+                    if (dropped || queue.overflowed())
+                        && !self.recover(&mut listener, &queue, &mut stopped).await
+                    {
+                        return;
+                    }
+                }
+                _ = release.tick() => {
+                    if queue.overflowed() && !self.recover(&mut listener, &queue, &mut stopped).await {
+                        return;
+                    }
+                    self.release(&mut listener).await;
+                }
+            }
+        }
+    }
+
+    /// Connects, retrying with backoff until it works or the backend stops.
+    async fn connect(
+        &self,
+        queue: &PushQueue,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> Option<Listener> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.target.listener(queue.clone()).await {
+                Ok(listener) => return Some(listener),
+                Err(error) => tracing::warn!(%error, "cannot reach Redis for Pub/Sub; retrying"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = stopping(stopped) => return None,
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Subscribes to the stream's channel unless it is already.
+    async fn subscribe(
+        &mut self,
+        listener: &mut Listener,
+        stream: StreamName,
+    ) -> Result<(), String> {
+        if self.subscribed.contains(&stream) {
+            return Ok(());
+        }
+        let channel = (self.channel)(&stream);
+        listener
+            .subscribe(std::slice::from_ref(&channel))
+            .await
+            .map_err(|error| {
+                format!("cannot subscribe to the stream's channel on Redis: {error}")
+            })?;
+        self.subscribed.insert(stream);
+        self.received
+            .channels
+            .store(self.subscribed.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// After the connection dropped or messages were lost: subscribes to every channel
+    /// again (retrying until Redis answers), then makes every client resume from the log.
+    /// Returns `false` when the backend stopped meanwhile.
+    async fn recover(
+        &mut self,
+        listener: &mut Listener,
+        queue: &PushQueue,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> bool {
+        tracing::warn!("the Redis subscription was interrupted; subscribing again");
+        let channels: Vec<String> = self.subscribed.iter().map(|s| (self.channel)(s)).collect();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match listener.subscribe(&channels).await {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot subscribe on Redis; retrying");
+                    // A cluster connection may need to be made again from scratch.
+                    if let Listener::Cluster(_) = listener
+                        && let Some(again) = self.connect(queue, stopped).await
+                    {
+                        *listener = again;
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = stopping(stopped) => return false,
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        // What was dropped while the connection was down is in the log.
+        let _ = queue.overflowed();
+        tracing::info!("Redis is back: clients resume from its log");
+        let _ = self.feed.resync_all("the broker connection was lost");
+        true
+    }
+
+    /// Unsubscribes from the channels of streams the hub let go.
+    async fn release(&mut self, listener: &mut Listener) {
+        let idle: Vec<StreamName> = self
+            .subscribed
+            .iter()
+            .filter(|stream| self.feed.release_if_idle(stream, self.linger))
+            .cloned()
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        let channels: Vec<String> = idle.iter().map(|s| (self.channel)(s)).collect();
+        // Forgotten by the hub either way: a failed unsubscribe only costs messages the
+        // hub drops, and the channel is subscribed again when a client comes.
+        if let Err(error) = listener.unsubscribe(&channels).await {
+            tracing::debug!(%error, "cannot unsubscribe on Redis; the channels stay subscribed");
+        }
+        for stream in &idle {
+            self.subscribed.remove(stream);
+        }
+        self.received
+            .channels
+            .store(self.subscribed.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Hands a received message to the hub.
+    fn take(&self, push: PushInfo) {
+        if !matches!(push.kind, PushKind::Message | PushKind::SMessage) {
+            return;
+        }
+        let Some(Value::BulkString(payload)) = push.data.get(1) else {
+            return;
+        };
+        self.received.messages.fetch_add(1, Ordering::Relaxed);
+        self.received
+            .bytes
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        deliver(&self.feed, payload);
+    }
+}
+
+/// Hands one announced broadcast to the hub.
+pub(super) fn deliver(feed: &Feed, payload: &[u8]) {
+    let announced: Announced = match serde_json::from_slice(payload) {
+        Ok(announced) => announced,
+        Err(error) => {
+            tracing::warn!(%error, "unreadable frame on a Redis channel");
+            return;
+        }
+    };
+    let (Ok(stream), Some(epoch), Ok(time)) = (
+        StreamName::new(announced.s),
+        u64::from_str_radix(&announced.e, 16).ok(),
+        announced.t.parse::<u64>(),
+    ) else {
+        tracing::warn!("a frame on a Redis channel names no valid stream, epoch or time");
+        return;
+    };
+    if announced.r != 0 {
+        if let Err(error) = feed.reset(&stream, "a broadcast was lost; the stream has a new epoch")
+        {
+            tracing::error!(%error, "the hub refused a new epoch from Redis");
+        }
+        return;
+    }
+    // The id names its process: only that process has the connection.
+    let except = ConnectionId::parse(&announced.x);
+    let publication = Publication {
+        stream,
+        html: Arc::from(announced.h),
+        except,
+    };
+    if let Err(error) = feed.deliver(publication, Position::new(epoch, announced.q), time) {
+        tracing::error!(%error, "the hub refused a frame from Redis");
+    }
+}
