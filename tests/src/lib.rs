@@ -5,6 +5,7 @@ pub mod browser;
 pub mod chat_page;
 pub mod db;
 pub mod proxy;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod server;
 pub mod sse;

@@ -10,6 +10,7 @@ mod broker;
 mod browser;
 mod browser_parity;
 mod chaos;
+mod cluster;
 mod declared;
 mod delivery;
 mod hook_errors;

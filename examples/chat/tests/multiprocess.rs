@@ -1,6 +1,7 @@
 //! Two chat processes behind one Redis, as behind a load balancer: a message saved
 //! through either reaches the pages of both, in order, and a page whose connection moves
-//! to the other process resumes where it was. The processes are the real `chat` binary.
+//! to the other process resumes where it was. The processes are the real `chat` binary;
+//! the same runs on a Redis Cluster of three masters.
 
 mod support;
 
@@ -8,6 +9,7 @@ use serde_json::{Value, json};
 use support::{Chat, Database};
 use turbo_model_tests::browser::{Browser, BrowserError};
 use turbo_model_tests::chat_page::{MESSAGE_TEXTS, STEP, SUBSCRIBED, WHOLE_TEST, send};
+use turbo_model_tests::redis_cluster::TestCluster;
 use turbo_model_tests::redis_server::TestRedis;
 use turbo_model_tests::ws::Client;
 
@@ -97,6 +99,42 @@ async fn a_message_saved_through_one_process_reaches_pages_of_the_other_in_order
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_whose_connection_moves_to_the_other_process_resumes() {
     let (_redis, _database, a, b) = two_chats("move").await;
+    moves_and_resumes(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_messages_cross_processes_in_order_and_pages_resume() {
+    let cluster = TestCluster::start();
+    let nodes = cluster.urls().join(",");
+    let database = Database::new("cluster");
+    let chat = || {
+        let mut chat = Chat::spawn_with(
+            &database.url(),
+            "redis://127.0.0.1:1/",
+            &[("TURBO_MODEL_REDIS_CLUSTER", nodes.as_str())],
+            None,
+        );
+        chat.wait_until_listening();
+        chat
+    };
+    let (a, b) = (chat(), chat());
+    let room = a.create_room("Clustered").await;
+    let page = b.subscription(room).await;
+    let mut on_b = Client::connect(&b.ws_url()).await;
+    on_b.subscribe(&page.token).await;
+    for n in 1..=5 {
+        a.post(room, &format!("message {n}")).await;
+    }
+    for n in 1..=5 {
+        let frame = next_message(&mut on_b).await;
+        assert_eq!(frame["seq"], n);
+        assert_eq!(text_of(&frame), format!("message {n}"));
+    }
+    moves_and_resumes(&a, &b).await;
+}
+
+/// A page of `a` that saw one message moves to `b` and gets what it missed, then more.
+async fn moves_and_resumes(a: &Chat, b: &Chat) {
     let room = a.create_room("Moving").await;
     let page = a.subscription(room).await;
     let mut client = Client::connect(&a.ws_url()).await;

@@ -50,9 +50,11 @@ impl Target {
                 )
                 .map(Commands::Server),
             Self::Cluster(nodes) => {
+                // The publisher retries by itself, within the publish deadline.
                 let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
                     .connection_timeout(CONNECT_TIMEOUT)
                     .response_timeout(RESPONSE_TIMEOUT)
+                    .retries(2)
                     .build()?;
                 Ok(Commands::Cluster {
                     client: Arc::new(client),
@@ -84,10 +86,13 @@ impl Target {
                 Ok(Listener::Server(manager))
             }
             Self::Cluster(nodes) => {
+                // One retry: a channel whose node is down stays pending, and is tried
+                // again on the listener's own schedule without holding up the others.
                 let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
                     .use_protocol(redis::ProtocolVersion::RESP3)
                     .connection_timeout(CONNECT_TIMEOUT)
                     .response_timeout(RESPONSE_TIMEOUT)
+                    .retries(1)
                     .push_sender(pushes)
                     .build()?;
                 Ok(Listener::Cluster(client.get_async_connection().await?))

@@ -610,6 +610,7 @@ impl Backend for Redis {
                     received,
                     linger: self.inner.linger,
                     subscribed: HashSet::new(),
+                    pending: HashSet::new(),
                 }
                 .run(requests, stopped),
             ),

@@ -7,9 +7,12 @@
 //! stream go: nobody here watched it for [`LINGER`]. The hub then forgets the stream, so
 //! that the next subscription asks Redis again, and subscribes again.
 //!
-//! When the Pub/Sub connection drops (or this process fell behind and its queue
-//! overflowed), every channel is subscribed again, then every client resumes from the
-//! log: frames published meanwhile are there, or the client gets the gap signal.
+//! When the Pub/Sub connection drops (on a cluster, its connection to one node), or this
+//! process fell behind and its queue overflowed, every channel is subscribed again, then
+//! every client resumes from the log: frames published meanwhile are there, or the client
+//! gets the gap signal. A channel that cannot be subscribed (its node is down) stays
+//! pending, retried every second; subscriptions to its stream are refused meanwhile and
+//! clients retry. The other streams go on.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -29,6 +32,9 @@ const RELEASE_EVERY: (Duration, Duration) = (Duration::from_millis(100), Duratio
 
 /// Messages received and not yet handed to the hub, at most.
 pub(super) const PUSH_QUEUE: usize = 65_536;
+
+/// How often channels that could not be subscribed again are retried.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// Subscription requests waiting for the listener, at most.
 pub(super) const REQUESTS: usize = 4096;
@@ -54,6 +60,9 @@ pub(super) struct Subscriber {
     pub(super) linger: Duration,
     /// Streams whose channels are subscribed.
     pub(super) subscribed: HashSet<StreamName>,
+    /// Streams whose channels were subscribed before an interruption and are not yet
+    /// again.
+    pub(super) pending: HashSet<StreamName>,
 }
 
 impl Subscriber {
@@ -69,31 +78,29 @@ impl Subscriber {
         let every = (self.linger / 2).clamp(RELEASE_EVERY.0, RELEASE_EVERY.1);
         let mut release = tokio::time::interval(every);
         release.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retry = tokio::time::interval(RETRY_EVERY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = stopping(&mut stopped) => return,
                 request = requests.recv() => {
                     let Some((stream, reply)) = request else { return };
-                    let outcome = self.subscribe(&mut listener, stream).await;
-                    let failed = outcome.is_err();
-                    let _ = reply.send(outcome);
-                    if failed && !self.recover(&mut listener, &queue, &mut stopped).await {
-                        return;
-                    }
+                    let _ = reply.send(self.subscribe(&mut listener, stream).await);
                 }
                 push = pushes.recv() => {
                     let Some(push) = push else { return };
                     let dropped = push.kind == PushKind::Disconnection;
                     self.take(push);
-                    if (dropped || queue.overflowed())
-                        && !self.recover(&mut listener, &queue, &mut stopped).await
-                    {
-                        return;
+                    if dropped || queue.overflowed() {
+                        self.recover(&mut listener, &queue).await;
                     }
                 }
+                _ = retry.tick(), if !self.pending.is_empty() => {
+                    self.subscribe_pending(&mut listener).await;
+                }
                 _ = release.tick() => {
-                    if queue.overflowed() && !self.recover(&mut listener, &queue, &mut stopped).await {
-                        return;
+                    if queue.overflowed() {
+                        self.recover(&mut listener, &queue).await;
                     }
                     self.release(&mut listener).await;
                 }
@@ -131,63 +138,67 @@ impl Subscriber {
             return Ok(());
         }
         let channel = (self.channel)(&stream);
-        listener
-            .subscribe(std::slice::from_ref(&channel))
-            .await
-            .map_err(|error| {
-                format!("cannot subscribe to the stream's channel on Redis: {error}")
-            })?;
-        self.subscribed.insert(stream);
+        match listener.subscribe(std::slice::from_ref(&channel)).await {
+            Ok(()) => {
+                self.pending.remove(&stream);
+                self.subscribed.insert(stream);
+                self.count_channels();
+                Ok(())
+            }
+            Err(error) => Err(format!(
+                "cannot subscribe to the stream's channel on Redis: {error}"
+            )),
+        }
+    }
+
+    /// Subscribes again to the channels that could not be subscribed after an
+    /// interruption; each stays pending until Redis (its node, on a cluster) answers.
+    async fn subscribe_pending(&mut self, listener: &mut Listener) {
+        let pending: Vec<StreamName> = self.pending.iter().cloned().collect();
+        for stream in pending {
+            if self.subscribe(listener, stream).await.is_err() {
+                // One server: all fail alike; try again on the next tick.
+                if matches!(listener, Listener::Server(_)) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// After the connection (on a cluster, to one node) dropped or messages were lost:
+    /// subscribes to every channel again (those that fail stay pending, retried every
+    /// second, and refuse subscriptions meanwhile), then makes every client resume from
+    /// the log, which holds what this process missed.
+    async fn recover(&mut self, listener: &mut Listener, queue: &PushQueue) {
+        tracing::warn!("the Redis subscription was interrupted; subscribing again");
+        self.pending.extend(self.subscribed.drain());
+        self.count_channels();
+        self.subscribe_pending(listener).await;
+        let _ = queue.overflowed();
+        tracing::info!(
+            pending = self.pending.len(),
+            "clients resume from the Redis log"
+        );
+        let _ = self.feed.resync_all("the broker connection was lost");
+    }
+
+    fn count_channels(&self) {
         self.received
             .channels
             .store(self.subscribed.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// After the connection dropped or messages were lost: subscribes to every channel
-    /// again (retrying until Redis answers), then makes every client resume from the log.
-    /// Returns `false` when the backend stopped meanwhile.
-    async fn recover(
-        &mut self,
-        listener: &mut Listener,
-        queue: &PushQueue,
-        stopped: &mut watch::Receiver<bool>,
-    ) -> bool {
-        tracing::warn!("the Redis subscription was interrupted; subscribing again");
-        let channels: Vec<String> = self.subscribed.iter().map(|s| (self.channel)(s)).collect();
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match listener.subscribe(&channels).await {
-                Ok(()) => break,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot subscribe on Redis; retrying");
-                    // A cluster connection may need to be made again from scratch.
-                    if let Listener::Cluster(_) = listener
-                        && let Some(again) = self.connect(queue, stopped).await
-                    {
-                        *listener = again;
-                    }
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = stopping(stopped) => return false,
-            }
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
-        // What was dropped while the connection was down is in the log.
-        let _ = queue.overflowed();
-        tracing::info!("Redis is back: clients resume from its log");
-        let _ = self.feed.resync_all("the broker connection was lost");
-        true
     }
 
     /// Unsubscribes from the channels of streams the hub let go.
     async fn release(&mut self, listener: &mut Listener) {
+        // A pending stream nobody watches any more needs no channel.
+        let linger = self.linger;
+        let feed = self.feed.clone();
+        self.pending
+            .retain(|stream| !feed.release_if_idle(stream, linger));
         let idle: Vec<StreamName> = self
             .subscribed
             .iter()
-            .filter(|stream| self.feed.release_if_idle(stream, self.linger))
+            .filter(|stream| self.feed.release_if_idle(stream, linger))
             .cloned()
             .collect();
         if idle.is_empty() {
