@@ -87,7 +87,7 @@ fn record(hook: &str, event: &str, note: &note::Model) {
     }
 }
 
-/// Broadcasts notes to their board; registered after `AuditNotes` but runs second
+/// Broadcasts notes to their board; registered before `AuditNotes` but runs second
 /// because hooks run in name order (`suite::hooks::AuditNotes` < `suite::hooks::NoteStream`).
 struct NoteStream;
 

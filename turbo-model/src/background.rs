@@ -87,8 +87,9 @@ struct State {
     waiting: VecDeque<(u64, usize, Scope, Job)>,
     waiting_bytes: usize,
     running: usize,
-    /// Jobs done whose broadcasts wait for an earlier job to be done.
-    done: BTreeMap<u64, Arc<Held>>,
+    /// Jobs done whose broadcasts wait for an earlier job to be done, with the scope
+    /// they ran in (their broadcasts are published in it).
+    done: BTreeMap<u64, (Arc<Held>, Scope)>,
     /// Every job numbered below this has been released.
     released: u64,
 }
@@ -167,7 +168,7 @@ impl State {
     }
 
     /// Takes the done jobs that are next in line, in order.
-    fn releasable(&mut self) -> Vec<Arc<Held>> {
+    fn releasable(&mut self) -> Vec<(Arc<Held>, Scope)> {
         let mut ready = Vec::new();
         while let Some(held) = self.done.remove(&self.released) {
             ready.push(held);
@@ -196,18 +197,19 @@ async fn worker(state: Arc<Mutex<State>>, idle: Arc<Notify>) {
         let held = Held::new(None);
         let future = Scope {
             transaction: Some(Arc::clone(&held)),
-            ..scope
+            ..scope.clone()
         }
         .run(job());
         // A job that panics is done all the same: later ones must not wait for it.
         let _ = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(future)).await;
         let ready = {
             let mut state = Background::lock(&state);
-            state.done.insert(number, held);
+            state.done.insert(number, (held, scope));
             state.releasable()
         };
-        for held in ready {
-            held.committed();
+        for (held, scope) in ready {
+            // Published in the job's scope: a capture that queued it records them.
+            scope.run_sync(|| held.committed());
         }
         idle.notify_waiters();
     }

@@ -42,20 +42,19 @@ pub(crate) fn submit(outgoing: Outgoing) -> Result<()> {
         outgoing.turbo.count_suppressed();
         return Ok(());
     }
-    // The capture is the sender's, wherever the COMMIT happens (a background job's
-    // broadcasts are released by whichever worker finishes the job before them).
-    let capture = scope.capture;
     match scope.transaction {
         Some(held) => {
+            // Recorded where it is published: the capture in scope at COMMIT.
             held.hold(Box::new(move || {
                 let stream = outgoing.stream.clone();
+                let capture = Scope::with(|scope| scope.capture.clone());
                 if let Err(error) = deliver(outgoing, capture.as_deref()) {
                     tracing::error!(%stream, %error, "broadcast after COMMIT failed");
                 }
             }));
             Ok(())
         }
-        None => deliver(outgoing, capture.as_deref()),
+        None => deliver(outgoing, scope.capture.as_deref()),
     }
 }
 

@@ -153,7 +153,12 @@ fn in_transaction_of<C: ConnectionTrait, R>(db: &C, hooks: impl FnOnce() -> R) -
             ..Scope::current()
         }
         .run_sync(hooks),
-        None => hooks(),
+        None => {
+            if Scope::current().transaction.is_none() {
+                transaction::warn_if_plain_transaction::<C>();
+            }
+            hooks()
+        }
     }
 }
 

@@ -84,7 +84,7 @@ use crate::turbo::Turbo;
 ///     }
 ///
 ///     fn on_delete(&self, message: &message::Model) -> turbo_model::Result<()> {
-///         message.stream().remove().target(format!("message-{}", message.id)).send()
+///         message.stream().remove().target(message.dom_id()).send()
 ///     }
 /// }
 ///

@@ -8,7 +8,8 @@
 //!
 //! - after the COMMIT of the transaction that wrote the row (after the write itself
 //!   outside a transaction), so it reads committed data and never broadcasts rolled-back
-//!   rows;
+//!   rows. The transaction must be begun through [`Db`](crate::Db): one of SeaORM's own
+//!   cannot be waited for, and its hooks are queued at once (a warning says so once);
 //! - on the [`Turbo`]'s background queue: the request does not wait for it. The queue is
 //!   bounded ([`Builder::async_hooks`](crate::Builder::async_hooks): 10 000 jobs, 64 MiB
 //!   of rows, 4 at once); a hook that does not fit is not run, and is logged (with
@@ -284,6 +285,9 @@ where
     let held = db
         .and_then(transaction::held_by)
         .or_else(|| Scope::current().transaction);
+    if held.is_none() && db.is_some() {
+        transaction::warn_if_plain_transaction::<C>();
+    }
     let scope = Scope {
         transaction: None,
         ..turbo.entered()

@@ -69,7 +69,7 @@
 //!         message
 //!             .parent_stream()
 //!             .remove()
-//!             .target(format!("message-{}", message.id))
+//!             .target(message.dom_id())
 //!             .send()
 //!     }
 //! }
@@ -147,7 +147,7 @@
 //! `room:3:messages`), and one list argument subscribes to each of its items:
 //!
 //! ```html
-//! <turbo-model-stream-source src="/turbo-model/ws" streams="cm9vbTox.…" since="t1733000000123456"></turbo-model-stream-source>
+//! <turbo-model-stream-source id="turbo-model-3f2a…" data-turbo-permanent src="/turbo-model/ws" streams="cm9vbTox.…" since="t1733000000123456"></turbo-model-stream-source>
 //! <script type="module" src="/turbo-model/client-1a2b3c4d.js"></script>
 //! ```
 //!

@@ -158,7 +158,8 @@ impl TurboStream {
         self
     }
 
-    /// Renders with this `Turbo`'s templates instead of the installed one's.
+    /// Renders with this `Turbo`'s templates instead of the current one's (the one in
+    /// [scope](Turbo::scope), else the installed one).
     pub fn with_turbo(mut self, turbo: &Turbo) -> Self {
         self.turbo = Some(turbo.clone());
         self

@@ -32,8 +32,8 @@
 //! ```
 //!
 //! A transaction begun on a plain `DatabaseConnection` still works, but its broadcasts
-//! go out before COMMIT: SeaORM's `ConnectionTrait` gives the hooks no way to tell it
-//! from a connection.
+//! (and its async hooks) go out before COMMIT: SeaORM's `ConnectionTrait` gives the
+//! hooks no way to wait for it. The first time that happens, a warning is logged.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -187,6 +187,21 @@ where
 /// `ConnectionTrait` gives no way to ask a connection what it is, so the glue asks
 /// `is_mock_connection()` (a plain getter everywhere else) and a `Transaction` answers it
 /// truthfully while naming what it holds on the side ([`scope::probe`]).
+/// Says once, loudly, that a write inside a transaction of SeaORM's own (not begun
+/// through [`Db`]) ran hooks: their broadcasts cannot wait for its COMMIT.
+pub(crate) fn warn_if_plain_transaction<C: ?Sized>() {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if std::any::type_name::<C>().ends_with("DatabaseTransaction")
+        && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        tracing::warn!(
+            "a write in a SeaORM transaction not begun through turbo_model::Db ran hooks: \
+             their broadcasts go out before COMMIT, even if it rolls back; begin \
+             transactions on a turbo_model::Db (said once)"
+        );
+    }
+}
+
 pub(crate) fn held_by<C: ConnectionTrait + ?Sized>(db: &C) -> Option<Arc<Held>> {
     scope::probe(|| {
         let _ = db.is_mock_connection();

@@ -349,7 +349,9 @@ async fn delete_message(
     let target = message.dom_id();
     message.delete(&app.db).await?;
     if turbo_stream_response {
-        return Ok(TurboStream::from([turbo_stream::remove().target(target)]).into_response());
+        return Ok(TurboStream::from([turbo_stream::remove().target(target)])
+            .with_turbo(&app.turbo)
+            .into_response());
     }
     Ok(Redirect::to(&format!("/rooms/{id}/")).into_response())
 }

@@ -6,8 +6,9 @@ use turbo_model::ModelStream;
 
 /// One room.
 ///
-/// Saving or deleting a room refreshes the pages that show it (the room list subscribes
-/// to the `room` stream): no hook to write.
+/// Creating a room refreshes the room list (it subscribes to the `room` stream), and
+/// changing or deleting one refreshes the pages of that room (`room:{id}`): no hook to
+/// write.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, ModelStream, Serialize)]
 #[sea_orm(table_name = "room")]
 #[stream(broadcasts_refreshes)]
