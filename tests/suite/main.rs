@@ -18,6 +18,7 @@ mod hooks;
 mod integrity;
 mod jobs;
 mod later;
+mod metrics;
 mod orders;
 mod parity;
 mod render_once;

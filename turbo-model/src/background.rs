@@ -69,6 +69,17 @@ pub(crate) struct Background {
     state: Arc<Mutex<State>>,
     /// Woken whenever the queue may have become idle.
     idle: Arc<Notify>,
+    /// Jobs refused because the queue was full.
+    refused: std::sync::atomic::AtomicU64,
+}
+
+/// How busy the queue is, for the metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Depth {
+    pub(crate) waiting: usize,
+    pub(crate) waiting_bytes: usize,
+    pub(crate) running: usize,
+    pub(crate) refused: u64,
 }
 
 impl std::fmt::Debug for Background {
@@ -103,6 +114,18 @@ impl Background {
             },
             state: Arc::default(),
             idle: Arc::default(),
+            refused: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// How busy the queue is now.
+    pub(crate) fn depth(&self) -> Depth {
+        let state = Self::lock(&self.state);
+        Depth {
+            waiting: state.waiting.len(),
+            waiting_bytes: state.waiting_bytes,
+            running: state.running,
+            refused: self.refused.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -120,18 +143,22 @@ impl Background {
     /// [`Full`] when the queue holds its limit of jobs or bytes; outside a tokio runtime
     /// there is nothing to run it either.
     pub(crate) fn submit(&self, bytes: usize, scope: Scope, job: Job) -> Result<(), Full> {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Err(Full {
+        let full = || {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err(Full {
                 limits: self.limits,
-            });
+            })
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return full();
         };
         let mut state = Self::lock(&self.state);
         if state.waiting.len() >= self.limits.jobs
             || state.waiting_bytes + bytes > self.limits.bytes
         {
-            return Err(Full {
-                limits: self.limits,
-            });
+            drop(state);
+            return full();
         }
         let number = state.next;
         state.next += 1;

@@ -245,6 +245,21 @@
 //! the process and nothing else needs to run. Connection identities carry their process,
 //! so `to_others` skips the right page whichever process handles its request.
 //!
+//! Each process receives only the broadcasts of the streams its own clients watch
+//! (interest routing, on a channel per stream), so N processes that serve different
+//! rooms share the traffic instead of each receiving all of it. `Redis::cluster` (or
+//! `TURBO_MODEL_REDIS_CLUSTER`) runs the same on a Redis Cluster, with sharded Pub/Sub:
+//! a master that stops gives the streams of its slots the gap signal while the others go
+//! on.
+//!
+//! ## Metrics
+//!
+//! [`Turbo::metrics`] reads the counters in code; [`Turbo::metrics_router`] serves them
+//! to Prometheus (OpenMetrics text): connections, subscriptions, broadcasts, deliveries,
+//! kicks and refusals by reason, history bytes, the async hooks' queue, and with Redis
+//! the publish queue, publish latency, retries, losses and the traffic received. The
+//! route is opt-in: merge it where only the scraper reaches it.
+//!
 //! ## Signed stream names
 //!
 //! The tag renders stream names signed with HMAC-SHA256 ([`signing::Signer`]); the
@@ -300,6 +315,7 @@ mod clock;
 mod declared;
 mod dispatch;
 mod error;
+mod exposition;
 mod glue;
 pub mod hooks;
 pub mod hub;

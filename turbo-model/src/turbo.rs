@@ -378,6 +378,56 @@ impl Turbo {
         self.inner.metrics.snapshot()
     }
 
+    /// Every metric in Prometheus's text format (OpenMetrics): the counters of
+    /// [`metrics`](Self::metrics), kicks and refusals by reason, history bytes, the
+    /// async hooks' queue, and with a broker its queue, publish latency, retries,
+    /// losses and what it received. Names start `turbo_model_`.
+    pub fn prometheus(&self) -> String {
+        let backend = &self.inner.backend;
+        let broker = backend.numbering() == crate::hub::Numbering::Broker;
+        crate::exposition::encode(&crate::exposition::Sources {
+            metrics: &self.inner.metrics,
+            history_bytes: self.hub().history_bytes(),
+            background: self.inner.background.depth(),
+            backend: broker.then(|| backend.stats()),
+            publish_latencies: backend.publish_latencies(),
+        })
+    }
+
+    /// A route serving [`prometheus`](Self::prometheus) at `path` (`GET`), for a
+    /// Prometheus server to scrape. Opt-in: merge it where only the scraper can reach it
+    /// (a separate listener, or behind the application's own access rule), since it
+    /// tells how busy the server is.
+    ///
+    /// ```no_run
+    /// # async fn f(turbo: turbo_model::Turbo) -> std::io::Result<()> {
+    /// // The application on :3000, the metrics on a port of their own.
+    /// let metrics = tokio::net::TcpListener::bind("127.0.0.1:9100").await?;
+    /// tokio::spawn(async move { axum::serve(metrics, turbo.metrics_router("/metrics")).await });
+    /// # Ok(()) }
+    /// ```
+    pub fn metrics_router<S>(&self, path: &str) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let turbo = self.clone();
+        Router::new().route(
+            path,
+            axum::routing::get(move || {
+                let body = turbo.prometheus();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            crate::exposition::CONTENT_TYPE,
+                        )],
+                        body,
+                    )
+                }
+            }),
+        )
+    }
+
     /// What a failing hook does to the database write.
     pub fn hook_errors(&self) -> HookErrors {
         self.inner.settings.hook_errors

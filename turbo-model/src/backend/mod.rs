@@ -45,6 +45,28 @@ impl Resume {
     }
 }
 
+/// What a backend did so far, for the metrics: see [`Backend::stats`].
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct BackendStats {
+    /// Broadcasts waiting to be published now.
+    pub queued: u64,
+    /// Their bytes.
+    pub queued_bytes: u64,
+    /// Broadcasts published.
+    pub published: u64,
+    /// Attempts to publish that the broker did not take (retried).
+    pub retries: u64,
+    /// Broadcasts given up (their streams moved to a new epoch).
+    pub lost: u64,
+    /// Broadcasts received from the broker.
+    pub received: u64,
+    /// Their bytes.
+    pub received_bytes: u64,
+    /// Streams whose broadcasts this process receives now.
+    pub channels: u64,
+}
+
 /// A boxed future, as [`Backend::resume`] and [`Backend::shutdown`] return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -87,6 +109,18 @@ pub trait Backend: Send + Sync + 'static {
                 "this backend keeps no history outside the hub",
             ))
         })
+    }
+
+    /// What the backend did so far; a broker backend counts its queue, its publishing
+    /// and what it received. The default has nothing to say.
+    fn stats(&self) -> BackendStats {
+        BackendStats::default()
+    }
+
+    /// How long broadcasts took from `send` to the broker taking them (queue wait and
+    /// retries included), if the backend measures it.
+    fn publish_latencies(&self) -> Option<&crate::metrics::Latencies> {
+        None
     }
 
     /// Stops the backend's tasks; called by [`Turbo::shutdown`](crate::Turbo::shutdown)

@@ -248,6 +248,11 @@ impl Hub {
         }
     }
 
+    /// Bytes of history kept now, over all streams.
+    pub fn history_bytes(&self) -> usize {
+        self.history_bytes.load(Ordering::Relaxed)
+    }
+
     /// The limits this hub runs with.
     pub fn settings(&self) -> HubSettings {
         self.settings
@@ -667,6 +672,7 @@ impl Hub {
         for subscriber in state.subscribers.drain(..) {
             subscriber.kick();
             self.metrics.unsubscribed();
+            self.metrics.kicked("resync");
         }
         state.idle_since = Some(Instant::now());
     }

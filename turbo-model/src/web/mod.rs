@@ -220,6 +220,11 @@ impl Service {
         &self.inner.hub
     }
 
+    /// The counters the endpoints update.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     pub(crate) fn settings(&self) -> &Settings {
         &self.inner.settings
     }
@@ -390,6 +395,7 @@ fn admit(service: &Service, request: &Parts) -> Result<Slot, Box<Response>> {
             host = ?headers.get(header::HOST),
             "stream connection from another site refused"
         );
+        service.metrics().refused("origin");
         return Err(Box::new(
             (StatusCode::FORBIDDEN, "origin not allowed").into_response(),
         ));
@@ -400,6 +406,10 @@ fn admit(service: &Service, request: &Parts) -> Result<Slot, Box<Response>> {
         .admit(limits::peer_of(request))
         .map_err(|refused| {
             tracing::warn!(%refused, "stream connection refused");
+            service.metrics().refused(match refused {
+                limits::Refused::Total(_) => "connection_limit",
+                limits::Refused::Address(..) => "address_limit",
+            });
             Box::new(
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -428,6 +438,7 @@ async fn upgrade(
     request: Parts,
 ) -> Response {
     if service.is_shutting_down() {
+        service.metrics().refused("shutting_down");
         return shutting_down();
     }
     let slot = match admit(&service, &request) {

@@ -148,6 +148,20 @@ pub(crate) enum ErrorCode {
     Forbidden,
 }
 
+impl ErrorCode {
+    /// The code as the client sees it.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::BinaryNotSupported => "binary_not_supported",
+            Self::InvalidToken => "invalid_token",
+            Self::TooManySubscriptions => "too_many_subscriptions",
+            Self::RateLimited => "rate_limited",
+            Self::Forbidden => "forbidden",
+        }
+    }
+}
+
 /// A message from the server that is not a broadcast.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

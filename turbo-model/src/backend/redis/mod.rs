@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::{Backend, BoxFuture, Resume};
+use super::{Backend, BackendStats, BoxFuture, Resume};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::hub::{
@@ -22,7 +22,7 @@ use crate::hub::{
 };
 use crate::name::StreamName;
 use link::{Commands, Target};
-use publisher::{Publisher, Queued};
+use publisher::{PublishStats, Publisher, Queued};
 use subscriber::{Received, Request, Subscriber};
 
 /// Publishes one broadcast: number it, log it, announce it.
@@ -255,6 +255,8 @@ struct Running {
     subscribe: mpsc::Sender<Request>,
     /// What crossed from Redis.
     received: Arc<Received>,
+    /// What the publisher did.
+    published: Arc<PublishStats>,
     feed: Feed,
     settings: HubSettings,
     stop: watch::Sender<bool>,
@@ -568,7 +570,9 @@ impl Backend for Redis {
         let (stop, stopped) = watch::channel(false);
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let received = Arc::new(Received::default());
+        let published = Arc::new(PublishStats::default());
         let running = Running {
+            published: Arc::clone(&published),
             connection: connection.clone(),
             queue,
             queued_bytes: Arc::clone(&queued_bytes),
@@ -596,6 +600,7 @@ impl Backend for Redis {
                     lost: HashSet::new(),
                     process: Position::epoch_hex(new_epoch()),
                     published: 0,
+                    stats: published,
                 }
                 .run(jobs, stopped.clone()),
             ),
@@ -675,6 +680,30 @@ impl Backend for Redis {
             }
             Ok(resume)
         })
+    }
+
+    fn stats(&self) -> BackendStats {
+        let Some(running) = self.inner.running.get() else {
+            return BackendStats::default();
+        };
+        let get = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
+        BackendStats {
+            queued: (running.queue.max_capacity() - running.queue.capacity()) as u64,
+            queued_bytes: running.queued_bytes.load(Ordering::Relaxed) as u64,
+            published: get(&running.published.published),
+            retries: get(&running.published.retries),
+            lost: get(&running.published.lost),
+            received: get(&running.received.messages),
+            received_bytes: get(&running.received.bytes),
+            channels: get(&running.received.channels),
+        }
+    }
+
+    fn publish_latencies(&self) -> Option<&crate::metrics::Latencies> {
+        self.inner
+            .running
+            .get()
+            .map(|running| &running.published.latencies)
     }
 
     fn shutdown(&self) -> BoxFuture<()> {

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -11,6 +11,7 @@ use super::link::Commands;
 use super::{MAX_LOST, Redis, stopping};
 use crate::clock;
 use crate::hub::{HubSettings, Position, Publication, new_epoch};
+use crate::metrics::Latencies;
 use crate::name::StreamName;
 
 /// A broadcast waiting in the queue.
@@ -35,6 +36,17 @@ pub(super) struct Publisher {
     /// This process, to the publish script (random), and its publications' numbers.
     pub(super) process: String,
     pub(super) published: u64,
+    pub(super) stats: Arc<PublishStats>,
+}
+
+/// What the publisher did, for the metrics.
+#[derive(Debug, Default)]
+pub(super) struct PublishStats {
+    pub(super) published: AtomicU64,
+    pub(super) retries: AtomicU64,
+    pub(super) lost: AtomicU64,
+    /// From `send` to Redis taking it.
+    pub(super) latencies: Latencies,
 }
 
 /// The first pause between attempts; it doubles up to [`MAX_RETRY_DELAY`].
@@ -101,12 +113,16 @@ impl Publisher {
                 ))),
             };
             let Err(error) = attempt else {
+                self.stats.published.fetch_add(1, Ordering::Relaxed);
+                self.stats.latencies.record(job.at.elapsed());
                 return;
             };
             if job.at.elapsed() >= deadline || *stopped.borrow() {
+                self.stats.lost.fetch_add(1, Ordering::Relaxed);
                 self.lose(stream, &error);
                 return;
             }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%stream, %error, "Redis did not take a broadcast; retrying");
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}

@@ -35,8 +35,10 @@ const BATCH: usize = 64;
 enum Stop {
     /// Close with this frame.
     Close(CloseFrame),
-    /// The socket is gone, or stalled: nothing more to send.
+    /// The socket is gone: nothing more to send.
     Gone,
+    /// A write made no progress for the write timeout: nothing more can be sent.
+    Stalled,
 }
 
 fn close(code: u16, reason: &'static str) -> Stop {
@@ -84,11 +86,18 @@ pub(crate) async fn serve(
             .await
         }
     };
-    if let Stop::Close(frame) = stop {
-        // The close frame goes out within the write timeout; then the socket is dropped,
-        // whatever the client does.
-        let close = socket.send(Message::Close(Some(frame)));
-        let _ = tokio::time::timeout(write_timeout, close).await;
+    match stop {
+        Stop::Close(frame) => {
+            if frame.code == HEARTBEAT_TIMEOUT {
+                service.metrics().kicked("heartbeat");
+            }
+            // The close frame goes out within the write timeout; then the socket is
+            // dropped, whatever the client does.
+            let close = socket.send(Message::Close(Some(frame)));
+            let _ = tokio::time::timeout(write_timeout, close).await;
+        }
+        Stop::Stalled => service.metrics().kicked("write_timeout"),
+        Stop::Gone => {}
     }
     tracing::debug!(connection = id, "socket closed");
 }
@@ -122,7 +131,7 @@ async fn run(
                         Ok(replies) => replies,
                         Err(stop) => return stop,
                     },
-                    Some(Ok(Message::Binary(_))) => vec![error_reply(
+                    Some(Ok(Message::Binary(_))) => vec![state.refuse(
                         ErrorCode::BinaryNotSupported,
                         "binary frames are not accepted; send JSON text".into(),
                         None,
@@ -219,7 +228,7 @@ async fn write_all(
 /// close frame (nothing more can be written).
 fn stalled() -> Stop {
     tracing::debug!("a write stalled past the write timeout; dropping the connection");
-    Stop::Gone
+    Stop::Stalled
 }
 
 /// On shutdown: write what is queued (for a bounded time), then ask for a reconnect.

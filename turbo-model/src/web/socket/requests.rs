@@ -86,6 +86,25 @@ impl<'a> State<'a> {
         }
     }
 
+    /// An `error` frame, counted in the metrics by its code.
+    pub(super) fn refuse(
+        &self,
+        code: ErrorCode,
+        message: String,
+        token: Option<&str>,
+    ) -> Utf8Bytes {
+        self.service.metrics().refused(code.as_str());
+        error_reply(code, message, token)
+    }
+
+    fn forbidden(&self, stream: &StreamName, reason: &Refusal, token: &str) -> Utf8Bytes {
+        self.refuse(
+            ErrorCode::Forbidden,
+            format!("subscription to `{stream}` refused: {reason}"),
+            Some(token),
+        )
+    }
+
     /// Answers one request: its replies now (and any replayed frames, in order), or
     /// nothing yet when the answer waits for the authorizer or the broker.
     pub(super) fn request(&mut self, request: &str) -> Result<Vec<Utf8Bytes>, Stop> {
@@ -95,7 +114,7 @@ impl<'a> State<'a> {
                 return Err(close(close_code::POLICY, "too many requests"));
             }
             let rate = self.service.settings().inbound_rate;
-            return Ok(vec![error_reply(
+            return Ok(vec![self.refuse(
                 ErrorCode::RateLimited,
                 format!(
                     "at most {} requests per second (bursts of {}); this one was dropped",
@@ -126,14 +145,14 @@ impl<'a> State<'a> {
             Ok(Inbound::Subscribe { stream, since }) => (stream, since, true),
             Ok(Inbound::Unsubscribe { stream }) => (stream, None, false),
             Err(message) => {
-                return Answer::Refused(error_reply(ErrorCode::BadRequest, message, None));
+                return Answer::Refused(self.refuse(ErrorCode::BadRequest, message, None));
             }
         };
         let stream = match self.service.verify(&token) {
             Ok(stream) => stream,
             Err(error) => {
                 tracing::info!(connection = self.connection.id().get(), %error, "subscription refused");
-                return Answer::Refused(error_reply(
+                return Answer::Refused(self.refuse(
                     ErrorCode::InvalidToken,
                     format!("stream token refused: {error}"),
                     Some(&token),
@@ -158,7 +177,7 @@ impl<'a> State<'a> {
         let limit = self.service.settings().max_subscriptions;
         let held = self.connection.streams().len() + self.waiting.len();
         if held >= limit && !self.connection.streams().contains(&stream) {
-            return Answer::Refused(error_reply(
+            return Answer::Refused(self.refuse(
                 ErrorCode::TooManySubscriptions,
                 format!("a connection may subscribe to at most {limit} streams"),
                 Some(&token),
@@ -253,7 +272,7 @@ impl<'a> State<'a> {
                             %reason,
                             "subscription refused by the application"
                         );
-                        Ok(vec![forbidden(&stream, &reason, &token)])
+                        Ok(vec![self.forbidden(&stream, &reason, &token)])
                     }
                 }
             }
@@ -306,7 +325,7 @@ impl<'a> State<'a> {
                     %reason,
                     "subscription ended: the application no longer allows it"
                 );
-                Ok(vec![forbidden(&stream, &reason, &token)])
+                Ok(vec![self.forbidden(&stream, &reason, &token)])
             }
         }
     }
@@ -352,14 +371,6 @@ fn authorize(
             ))),
         }
     })
-}
-
-fn forbidden(stream: &StreamName, reason: &Refusal, token: &str) -> Utf8Bytes {
-    error_reply(
-        ErrorCode::Forbidden,
-        format!("subscription to `{stream}` refused: {reason}"),
-        Some(token),
-    )
 }
 
 /// The sequence number a `subscribed` reply names. A page subscribing from a time has
