@@ -87,13 +87,20 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// Formats the frame once and hands the same bytes to every receiver.
 async fn post_message(State(hub): State<Hub>, Form(form): Form<NewMessage>) -> Response {
     let seq = hub.seq.fetch_add(1, Ordering::Relaxed) + 1;
+    // The chat's message component, as the chat renders it for an anonymous message:
+    // the same bytes on the wire, give or take the frame's header.
+    let text = escape_html(form.text.trim());
     let html = format!(
         "<turbo-stream action=\"append\" target=\"messages\"><template>\
-         <li id=\"message-{seq}\">\n  <span class=\"text\">{text}</span>\n  \
+         <li id=\"message_{seq}\">\n  <b class=\"author\">anonymous</b>\n  \
+         <span class=\"text\">{text}</span>\n  <details class=\"edit\">\n    \
+         <summary>Edit</summary>\n    <form id=\"edit_message_{seq}\" method=\"post\" \
+         action=\"/rooms/1/messages/{seq}/edit\">\n      <input name=\"text\" value=\"{text}\" \
+         maxlength=\"2000\" required autocomplete=\"off\">\n      \
+         <button type=\"submit\">Save</button>\n    </form>\n  </details>\n  \
          <form class=\"delete\" method=\"post\" action=\"/rooms/1/messages/{seq}/delete\">\n    \
-         <button type=\"submit\">Delete</button>\n  </form>\n</li>\
+         <button type=\"submit\">Delete</button>\n  </form>\n</li>\n\
          </template></turbo-stream>",
-        text = escape_html(form.text.trim()),
     );
     let frame = Frame {
         kind: "message",

@@ -194,6 +194,12 @@ async fn deploy(kind: Kind, scenario: &Scenario, options: &Options) -> Result<De
         ),
         ("TURBO_MODEL_SECRET", SECRET.to_owned()),
         ("RUST_LOG", "warn".to_owned()),
+        // Every subscriber comes from four loopback addresses: the per-address limit
+        // (1 000 by default, against one client hogging a server) would refuse most.
+        (
+            "TURBO_MODEL_MAX_CONNECTIONS_PER_ADDRESS",
+            (SUBSCRIBERS_PER_SOURCE * 2).to_string(),
+        ),
     ];
     match kind {
         Kind::TurboModel => Ok(Deployment::single(

@@ -3,6 +3,8 @@
 //! `DATABASE_URL` picks the database (default: a SQLite file next to this crate,
 //! created and migrated on first run; a `postgres://` URL works too). `BIND` and `PORT`
 //! pick the address (default 127.0.0.1:3000). `TURBO_MODEL_SECRET` signs stream names.
+//! `METRICS_PORT` serves turbo-model's metrics for Prometheus at `/metrics` on that port
+//! of 127.0.0.1 (default: not served).
 
 use std::process::ExitCode;
 
@@ -38,6 +40,19 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&address)
         .await
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    if let Ok(port) = std::env::var("METRICS_PORT") {
+        let address = format!("127.0.0.1:{port}");
+        let metrics = tokio::net::TcpListener::bind(&address)
+            .await
+            .map_err(|e| format!("cannot serve the metrics on {address}: {e}"))?;
+        let routes = turbo.metrics_router("/metrics");
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(metrics, routes).await {
+                tracing::error!(%error, "the metrics listener stopped");
+            }
+        });
+        tracing::info!("metrics at http://{address}/metrics");
+    }
     let url = format!("http://{}/", listener.local_addr()?);
     tracing::info!(database = %database_url, "chat is running at {url}");
     #[allow(

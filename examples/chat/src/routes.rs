@@ -67,8 +67,10 @@ pub fn router(db: DatabaseConnection, turbo: &Turbo) -> Router {
         ))
         .merge(script.router())
         .merge(turbo.router())
-        // The stream authorization reads the database from the request.
+        // The stream authorization reads the database from the request, and remembers
+        // who each room is private to.
         .layer(axum::Extension(db))
+        .layer(axum::Extension(session::RoomAccess::default()))
         .layer(axum::middleware::map_response(security_headers))
 }
 

@@ -67,9 +67,37 @@ pub(crate) async fn sign_in(db: &DatabaseConnection, Form(form): Form<SignIn>) -
     ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }
 
+/// Who each room is private to, as the subscription rule reads it: a room's privacy never
+/// changes in this chat (no route edits or deletes rooms), so it is read from the
+/// database once per room, not once per subscription (a page load, a reconnect storm
+/// after a deploy). Bounded: past [`RoomAccess::ROOMS`] rooms it starts afresh.
+#[derive(Clone, Debug, Default)]
+pub struct RoomAccess {
+    rooms: Arc<std::sync::Mutex<std::collections::HashMap<i32, Option<String>>>>,
+}
+
+impl RoomAccess {
+    /// Rooms remembered at most.
+    pub const ROOMS: usize = 100_000;
+
+    fn get(&self, id: i32) -> Option<Option<String>> {
+        self.rooms.lock().ok()?.get(&id).cloned()
+    }
+
+    fn remember(&self, id: i32, private_to: Option<String>) {
+        if let Ok(mut rooms) = self.rooms.lock() {
+            if rooms.len() >= Self::ROOMS {
+                rooms.clear();
+            }
+            rooms.insert(id, private_to);
+        }
+    }
+}
+
 /// The rule for stream subscriptions: a private room's stream (`room:{id}`) only for
-/// the user it is private to. Other streams are public. The database comes from the
-/// request's extensions, where the chat's router puts it.
+/// the user it is private to. Other streams are public. The database (and the
+/// [`RoomAccess`] memo) come from the request's extensions, where the chat's router puts
+/// them.
 pub async fn authorize(request: Arc<Parts>, stream: StreamName) -> Result<(), String> {
     let Some(id) = stream
         .as_str()
@@ -78,22 +106,34 @@ pub async fn authorize(request: Arc<Parts>, stream: StreamName) -> Result<(), St
     else {
         return Ok(());
     };
-    let db = request
-        .extensions
-        .get::<DatabaseConnection>()
-        .ok_or("the chat's database is not available")?;
-    let room = room::Entity::find_by_id(id)
-        .one(db)
-        .await
-        .map_err(|error| {
-            tracing::error!(%error, "authorization query failed");
-            "the room could not be checked".to_owned()
-        })?
-        .ok_or_else(|| format!("there is no room {id}"))?;
-    if room.admits(user(&request.headers).as_deref()) {
-        Ok(())
-    } else {
-        Err(format!("room {id} is private"))
+    let access = request.extensions.get::<RoomAccess>();
+    let private_to = match access.and_then(|access| access.get(id)) {
+        Some(private_to) => private_to,
+        None => {
+            let db = request
+                .extensions
+                .get::<DatabaseConnection>()
+                .ok_or("the chat's database is not available")?;
+            let room = room::Entity::find_by_id(id)
+                .one(db)
+                .await
+                .map_err(|error| {
+                    tracing::error!(%error, "authorization query failed");
+                    "the room could not be checked".to_owned()
+                })?
+                .ok_or_else(|| format!("there is no room {id}"))?;
+            if let Some(access) = access {
+                access.remember(id, room.private_to.clone());
+            }
+            room.private_to
+        }
+    };
+    let user = user(&request.headers);
+    match private_to {
+        Some(owner) if user.as_deref() != Some(owner.as_str()) => {
+            Err(format!("room {id} is private"))
+        }
+        _ => Ok(()),
     }
 }
 
