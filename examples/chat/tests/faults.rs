@@ -284,6 +284,9 @@ impl Ends {
 struct ClientLog {
     /// How many times each message arrived in a `message` frame, by number.
     received: Vec<u8>,
+    /// Where each message first arrived: its sequence number, the last four hex digits
+    /// of the epoch, and the process.
+    first_at: Vec<(u64, u16, usize)>,
     /// Messages shown by a page loaded after a gap signal.
     refreshed: Vec<bool>,
     /// Messages shown by the first page.
@@ -320,6 +323,7 @@ impl ClientLog {
         let slots = messages as usize + 1;
         Self {
             received: vec![0; slots],
+            first_at: vec![(0, 0, 0); slots],
             refreshed: vec![false; slots],
             first_page: vec![false; slots],
             ..Self::default()
@@ -665,12 +669,27 @@ impl Page {
                     found.sort_unstable();
                     found.dedup();
                     match found.as_slice() {
-                        [message] => match log.received.get_mut(*message as usize) {
-                            Some(count) => *count = count.saturating_add(1),
-                            None => {
-                                log.problem(format!("a frame of message {message}, never posted"))
+                        [message] => {
+                            let m = *message as usize;
+                            let here = (seq, epoch_tag(epoch), process);
+                            match log.received.get(m).copied() {
+                                None => log
+                                    .problem(format!("a frame of message {message}, never posted")),
+                                Some(0) => {
+                                    log.received[m] = 1;
+                                    log.first_at[m] = here;
+                                }
+                                Some(n) => {
+                                    log.received[m] = n.saturating_add(1);
+                                    let (first_seq, first_epoch, first_on) = log.first_at[m];
+                                    log.note(format!(
+                                        "{MARK}{m:06} again as seq {seq} of epoch …{:04x} on {}; \
+                                         first as seq {first_seq} of epoch …{first_epoch:04x} on {}",
+                                        here.1, NAMES[process], NAMES[first_on]
+                                    ));
+                                }
                             }
-                        },
+                        }
                         _ => log.problem(format!("a frame not of one message: {html}")),
                     }
                 }
@@ -688,6 +707,14 @@ impl Page {
             }
         }
     }
+}
+
+/// The last four hex digits of an epoch, to tell epochs apart in a report.
+fn epoch_tag(epoch: &str) -> u16 {
+    epoch
+        .get(epoch.len().saturating_sub(4)..)
+        .and_then(|tail| u16::from_str_radix(tail, 16).ok())
+        .unwrap_or_default()
 }
 
 /// A short name for why a socket failed.
