@@ -330,10 +330,11 @@ async fn shutdown_ends_within_its_bound_whatever_the_clients_do() {
         server.publish("log", &big(n));
     }
     // The stalled writes fail after the write timeout (0.5 s), their connections end,
-    // and the server stops well within its grace period (2 s); past grace, write timeout
-    // and a second, it would drop whatever is left.
+    // and the server stops within its bound: grace (2 s), write timeout and a second,
+    // past which it drops whatever is left. Without the write timeout it would wait for
+    // the clients for as long as they stall.
     let took = server.stop().await;
-    assert!(took < Duration::from_millis(2500), "stopped in {took:?}");
+    assert!(took < Duration::from_millis(3500), "stopped in {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use tokio::sync::{Notify, mpsc};
+use futures_util::task::AtomicWaker;
+use tokio::sync::mpsc;
 
 use super::{Frame, Hub, Position, Since, Subscribed};
 use crate::name::{ConnectionId, StreamName};
@@ -20,7 +21,8 @@ pub(super) struct Subscriber {
 #[derive(Debug, Default)]
 pub(super) struct ConnectionShared {
     kicked: AtomicBool,
-    kick: Notify,
+    /// The connection's task, waiting for the kick: one waiter, no lock.
+    kick: AtomicWaker,
     queued_bytes: AtomicUsize,
 }
 
@@ -45,7 +47,7 @@ impl Subscriber {
 
     pub(super) fn kick(&self) -> Push {
         self.shared.kicked.store(true, Ordering::Release);
-        self.shared.kick.notify_waiters();
+        self.shared.kick.wake();
         Push::Kicked
     }
 }
@@ -222,15 +224,22 @@ impl Connection {
 pub struct KickSignal(Arc<ConnectionShared>);
 
 impl KickSignal {
-    /// Waits for the kick. Cancel-safe; returns at once if it already happened.
+    /// Waits for the kick. Cancel-safe; returns at once if it already happened. One task
+    /// waits at a time (the connection's): polling costs an atomic load and, while it
+    /// waits, registering its waker, never a lock.
     pub async fn kicked(&self) {
-        loop {
-            let notified = self.0.kick.notified();
+        std::future::poll_fn(|cx| {
             if self.0.kicked.load(Ordering::Acquire) {
-                return;
+                return std::task::Poll::Ready(());
             }
-            notified.await;
-        }
+            self.0.kick.register(cx.waker());
+            if self.0.kicked.load(Ordering::Acquire) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
     }
 }
 

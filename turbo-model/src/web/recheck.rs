@@ -11,7 +11,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use axum::http::request::Parts;
-use tokio::sync::Notify;
 
 use crate::name::{ConnectionId, StreamName};
 
@@ -68,7 +67,10 @@ impl Streams {
 #[derive(Debug, Default)]
 pub(crate) struct Signal {
     asked: Mutex<Vec<Streams>>,
-    notify: Notify,
+    /// Set when `asked` holds questions: the connection's loop checks it without a lock.
+    any: std::sync::atomic::AtomicBool,
+    /// The connection's task, waiting for questions.
+    waker: futures_util::task::AtomicWaker,
 }
 
 /// Questions waiting per connection, at most: past it, they merge into "all streams".
@@ -87,24 +89,36 @@ impl Signal {
         } else if !asked.contains(&streams) {
             asked.push(streams);
         }
+        self.any.store(true, std::sync::atomic::Ordering::Release);
         drop(asked);
-        self.notify.notify_one();
+        self.waker.wake();
     }
 
-    /// Waits for questions; cancel-safe.
+    /// Waits for questions; cancel-safe. One task waits at a time (the connection's):
+    /// while none is asked, polling costs an atomic load and registering its waker.
     pub(crate) async fn asked(&self) -> Vec<Streams> {
-        loop {
-            let taken = std::mem::take(
-                &mut *self
-                    .asked
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-            );
-            if !taken.is_empty() {
-                return taken;
+        std::future::poll_fn(|cx| {
+            use std::sync::atomic::Ordering;
+            if !self.any.load(Ordering::Acquire) {
+                self.waker.register(cx.waker());
+                if !self.any.load(Ordering::Acquire) {
+                    return std::task::Poll::Pending;
+                }
             }
-            self.notify.notified().await;
-        }
+            let mut asked = self
+                .asked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.any.store(false, Ordering::Release);
+            let taken = std::mem::take(&mut *asked);
+            if taken.is_empty() {
+                self.waker.register(cx.waker());
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(taken)
+            }
+        })
+        .await
     }
 }
 
