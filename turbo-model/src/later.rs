@@ -20,7 +20,10 @@
 //! - an error or a panic is logged with the entity, the hook and the template, like a
 //!   hook's, and stops nothing else;
 //! - [`Turbo::settled`] waits for them (tests), and [`Turbo::shutdown`] lets them finish
-//!   within its grace period.
+//!   within its grace period. The queue lives in memory: a process killed (or past its
+//!   grace period) with hooks still queued loses their broadcasts. Their rows are
+//!   committed, so a page shows them when it next loads; on one process every page
+//!   refreshes after the restart anyway (a new epoch).
 //!
 //! ```
 //! # mod message { use sea_orm::entity::prelude::*;
