@@ -6,6 +6,15 @@
 //! frames arrived, how late, how fast, and what the server paid for them in memory and
 //! CPU. `scripts/bench` builds everything in release and runs every scenario.
 //!
+//! Two more programs measure what one server cannot show:
+//!
+//! - `routing` (`scripts/bench --routing`): interest routing on Redis. Four chat
+//!   processes, 1 000 rooms, each process's subscribers on its own quarter of them; what
+//!   each process receives from Redis against its share.
+//! - `crowd` (`scripts/bench --crowd`): 50 000 subscribers of one room over four chat
+//!   processes on Redis, against four naive servers, with the subscribers spread over
+//!   load-generator processes so that every process stays under its open-file limit.
+//!
 //! The pieces, in the order a scenario uses them:
 //!
 //! - [`server`]: a server under test as a child process, and its memory and CPU from `/proc`;

@@ -293,7 +293,11 @@ pub fn clock_ticks_per_second() -> u64 {
 }
 
 /// A loopback port nobody listens on now.
-fn free_port() -> Result<u16, String> {
+///
+/// # Errors
+///
+/// When no port can be bound.
+pub fn free_port() -> Result<u16, String> {
     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .map_err(|e| format!("no free port: {e}"))?;
     listener
