@@ -201,7 +201,9 @@ impl Builder {
     /// not that this user may read it; use this for streams that are not public.
     ///
     /// The request is the one that opened the WebSocket, so its cookies are those of
-    /// that moment. A page that signs in without a full reload keeps its socket; on a
+    /// that moment. Of a WebSocket's request, the handshake's own headers (`Connection`,
+    /// `Upgrade`, `Sec-WebSocket-Key`, `-Version`, `-Extensions`) are not kept: each
+    /// connection keeps its request for as long as it lives. A page that signs in without a full reload keeps its socket; on a
     /// refusal the client element reconnects once, with the current cookies, and asks
     /// again before it gives up.
     ///

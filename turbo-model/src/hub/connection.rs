@@ -1,11 +1,11 @@
 //! A connection's end of the hub, and the hub's handle on it.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 
 use futures_util::task::AtomicWaker;
-use tokio::sync::mpsc;
 
 use super::{Frame, Hub, Position, Since, Subscribed};
 use crate::name::{ConnectionId, StreamName};
@@ -14,35 +14,71 @@ use crate::name::{ConnectionId, StreamName};
 #[derive(Clone, Debug)]
 pub(super) struct Subscriber {
     pub(super) id: ConnectionId,
-    pub(super) queue: mpsc::Sender<Arc<Frame>>,
     pub(super) shared: Arc<ConnectionShared>,
 }
 
+/// What the hub and a connection share: the connection's queue of frames and its kick.
+///
+/// The queue is a deque behind a lock that is held only to push or pop one frame, with
+/// one waker: the hub's threads push, one task (the connection's) pops. Bounded by
+/// `queue_frames` frames and by the connection's byte budget; past either, the
+/// connection is kicked (it reconnects and resumes). One allocation per connection for
+/// all of it, where a channel took two and about three times the memory.
 #[derive(Debug, Default)]
 pub(super) struct ConnectionShared {
     kicked: AtomicBool,
     /// The connection's task, waiting for the kick: one waiter, no lock.
     kick: AtomicWaker,
     queued_bytes: AtomicUsize,
+    frames: Mutex<VecDeque<Arc<Frame>>>,
+    /// The connection's task, waiting for a frame.
+    arrived: AtomicWaker,
+    /// The connection is gone: nothing more is queued.
+    closed: AtomicBool,
 }
+
+impl ConnectionShared {
+    fn frames(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Frame>>> {
+        self.frames.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn pop(&self) -> Option<Arc<Frame>> {
+        let mut frames = self.frames();
+        let frame = frames.pop_front();
+        // A burst's room is given back once it has gone out.
+        if frames.is_empty() && frames.capacity() > IDLE_QUEUE_CAPACITY {
+            frames.shrink_to(IDLE_QUEUE_CAPACITY);
+        }
+        frame
+    }
+}
+
+/// Frames' room a connection keeps while its queue is empty.
+const IDLE_QUEUE_CAPACITY: usize = 8;
 
 impl Subscriber {
     /// Queues `frame` or kicks the connection. Returns whether it was queued.
-    pub(super) fn push(&self, frame: &Arc<Frame>, max_bytes: usize) -> Push {
+    pub(super) fn push(&self, frame: &Arc<Frame>, max_bytes: usize, max_frames: usize) -> Push {
         let len = frame.len();
         let before = self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
         if before + len > max_bytes {
             self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             return self.kick();
         }
-        match self.queue.try_send(Arc::clone(frame)) {
-            Ok(()) => Push::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-                self.kick()
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Push::Gone,
+        if self.shared.closed.load(Ordering::Acquire) {
+            self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            return Push::Gone;
         }
+        let mut frames = self.shared.frames();
+        if frames.len() >= max_frames {
+            drop(frames);
+            self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            return self.kick();
+        }
+        frames.push_back(Arc::clone(frame));
+        drop(frames);
+        self.shared.arrived.wake();
+        Push::Queued
     }
 
     pub(super) fn kick(&self) -> Push {
@@ -65,7 +101,6 @@ pub(super) enum Push {
 pub struct Connection {
     hub: Arc<Hub>,
     subscriber: Subscriber,
-    queue: mpsc::Receiver<Arc<Frame>>,
     streams: Vec<StreamName>,
     /// Per stream, the last sequence number already sent by other means (a broker's
     /// replay): queued frames up to it are dropped, not sent twice.
@@ -80,15 +115,12 @@ pub struct Connection {
 
 impl Connection {
     pub(super) fn new(hub: Arc<Hub>, id: ConnectionId, queue_frames: usize) -> Self {
-        let (queue_tx, queue) = mpsc::channel(queue_frames);
         Self {
             hub,
             subscriber: Subscriber {
                 id,
-                queue: queue_tx,
                 shared: Arc::default(),
             },
-            queue,
             streams: Vec::new(),
             floors: HashMap::new(),
             held: HashMap::new(),
@@ -101,12 +133,23 @@ impl Connection {
         self.subscriber.id
     }
 
-    /// The next frame for this connection, in order. `None` only once the hub is gone.
+    /// The next frame for this connection, in order. `None` only once the hub is gone
+    /// (never while the connection holds it, as it does: the option is for callers that
+    /// treat the end of the queue as the end of the connection).
     ///
     /// Cancel-safe: a frame is never lost when the future is dropped.
     pub async fn next_frame(&mut self) -> Option<Arc<Frame>> {
         loop {
-            let frame = self.queue.recv().await?;
+            let shared = Arc::clone(&self.subscriber.shared);
+            let frame = std::future::poll_fn(|cx| {
+                if let Some(frame) = shared.pop() {
+                    return Poll::Ready(frame);
+                }
+                shared.arrived.register(cx.waker());
+                // A frame pushed before the waker was in place is not missed.
+                shared.pop().map_or(Poll::Pending, Poll::Ready)
+            })
+            .await;
             if self.dequeued(&frame) {
                 return Some(frame);
             }
@@ -116,7 +159,7 @@ impl Connection {
     /// The next frame if one is queued, without waiting.
     pub fn try_next_frame(&mut self) -> Option<Arc<Frame>> {
         loop {
-            let frame = self.queue.try_recv().ok()?;
+            let frame = self.subscriber.shared.pop()?;
             if self.dequeued(&frame) {
                 return Some(frame);
             }
@@ -245,6 +288,8 @@ impl KickSignal {
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        self.subscriber.shared.closed.store(true, Ordering::Release);
+        self.subscriber.shared.frames().clear();
         for stream in self.streams.drain(..) {
             self.hub.remove(&stream, self.subscriber.id);
         }

@@ -515,7 +515,7 @@ impl Hub {
         frame: &Arc<Frame>,
         except: Option<ConnectionId>,
     ) -> usize {
-        let max_bytes = self.settings.queue_bytes;
+        let (max_bytes, max_frames) = (self.settings.queue_bytes, self.settings.queue_frames);
         let mut skip: Option<Arc<Frame>> = None;
         let mut delivered = 0;
         let mut lost = 0;
@@ -525,7 +525,7 @@ impl Hub {
             } else {
                 frame
             };
-            match subscriber.push(this, max_bytes) {
+            match subscriber.push(this, max_bytes, max_frames) {
                 Push::Queued => {
                     delivered += 1;
                     true

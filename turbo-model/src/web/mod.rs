@@ -454,7 +454,7 @@ async fn upgrade(
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(protocol::MAX_INBOUND_BYTES)
         .max_frame_size(protocol::MAX_INBOUND_BYTES)
-        .on_upgrade(move |socket| socket::serve(service, socket, request, slot))
+        .on_upgrade(move |socket| socket::serve(service, Box::new(socket), request, slot))
 }
 
 /// A copy of the request's parts that owns its bytes (see [`upgrade`]).
@@ -467,7 +467,20 @@ fn compact(request: &Parts) -> Parts {
         .to_string()
         .parse()
         .unwrap_or_else(|_| request.uri.clone());
-    for (name, value) in &request.headers {
+    // The handshake's own headers are spent once the socket is open: an authorizer has
+    // no use for them, and each costs every connection its copy.
+    let handshake = [
+        header::CONNECTION,
+        header::UPGRADE,
+        header::SEC_WEBSOCKET_KEY,
+        header::SEC_WEBSOCKET_VERSION,
+        header::SEC_WEBSOCKET_EXTENSIONS,
+    ];
+    let kept = |(name, _): &(&header::HeaderName, _)| !handshake.contains(name);
+    parts
+        .headers
+        .reserve(request.headers.iter().filter(kept).count());
+    for (name, value) in request.headers.iter().filter(kept) {
         if let Ok(value) = axum::http::HeaderValue::from_bytes(value.as_bytes()) {
             parts.headers.append(name.clone(), value);
         }

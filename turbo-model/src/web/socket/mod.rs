@@ -49,9 +49,13 @@ fn close(code: u16, reason: &'static str) -> Stop {
 }
 
 /// Serves one upgraded socket; `_slot` holds its place among the open connections.
+///
+/// The socket comes boxed: an `async fn` keeps its arguments beside the locals they are
+/// moved into, and a socket held twice in every connection's task would cost 360 bytes
+/// per connection for nothing.
 pub(crate) async fn serve(
     service: Service,
-    mut socket: WebSocket,
+    mut socket: Box<WebSocket>,
     request: Option<Arc<Parts>>,
     _slot: Slot,
 ) {
@@ -120,7 +124,10 @@ async fn run(
             biased;
             () = &mut kicked => return close(close_code::AGAIN, "too slow to keep up; reconnect"),
             () = &mut closing => {
-                return flush_for_shutdown(socket, state.connection, kicked, write_timeout).await;
+                // Boxed: the connection's task would otherwise be sized for this
+                // once-in-a-lifetime path, a few hundred bytes more for every connection.
+                let flush = flush_for_shutdown(socket, state.connection, kicked, write_timeout);
+                return Box::pin(flush).await;
             }
             inbound = socket.recv() => {
                 last_heard = Instant::now();
@@ -205,6 +212,19 @@ async fn write_all(
     if let Some(sent) = futures_util::FutureExt::now_or_never(&mut send) {
         return sent.map_err(|_| Stop::Gone);
     }
+    // The slow path, boxed: its timer would otherwise take room in every connection's
+    // task for the whole of its life.
+    Box::pin(wait_for_write(send, kicked, &progress, timeout)).await
+}
+
+/// A write that did not finish at once: it goes on until done, the kick, or a whole
+/// `timeout` without a message going out.
+async fn wait_for_write(
+    send: Pin<&mut impl Future<Output = Result<(), axum::Error>>>,
+    kicked: Pin<&mut impl Future<Output = ()>>,
+    progress: &AtomicU64,
+    timeout: Duration,
+) -> Result<(), Stop> {
     let watchdog = async {
         let mut seen = 0;
         loop {
