@@ -54,7 +54,7 @@ impl ConnectionShared {
 }
 
 /// Frames' room a connection keeps while its queue is empty.
-const IDLE_QUEUE_CAPACITY: usize = 8;
+pub(super) const IDLE_QUEUE_CAPACITY: usize = 8;
 
 impl Subscriber {
     /// Queues `frame` or kicks the connection. Returns whether it was queued.
@@ -212,6 +212,12 @@ impl Connection {
                 .filter(|frame| frame.seq() > position.seq)
                 .collect(),
         )
+    }
+
+    /// Room for frames in this connection's queue.
+    #[cfg(test)]
+    pub(super) fn queue_capacity(&self) -> usize {
+        self.subscriber.shared.frames().capacity()
     }
 
     /// Bytes waiting in this connection's queue.

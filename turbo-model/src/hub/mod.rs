@@ -936,6 +936,48 @@ mod tests {
         assert_eq!(hub.metrics.snapshot().subscriptions, 1);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_connection_gets_every_frame_in_order_from_another_thread() {
+        let hub = hub(1000);
+        let room = name("r");
+        let mut connection = hub.connect();
+        connection.subscribe(&room, None);
+        let sender = {
+            let (hub, room) = (Arc::clone(&hub), room.clone());
+            tokio::spawn(async move {
+                for i in 0..500 {
+                    hub.deliver(&room, &i.to_string());
+                    if i % 7 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        };
+        for seq in 1..=500 {
+            let frame = tokio::time::timeout(Duration::from_secs(5), connection.next_frame())
+                .await
+                .expect("woken for each frame")
+                .expect("a frame");
+            assert_eq!(frame.seq(), seq);
+        }
+        sender.await.expect("the sender");
+        // A burst waits in the queue, then goes out.
+        for i in 0..100 {
+            hub.deliver(&room, &i.to_string());
+        }
+        assert!(connection.queue_capacity() >= 100);
+        for seq in 501..=600 {
+            assert_eq!(connection.try_next_frame().expect("queued").seq(), seq);
+        }
+        assert!(connection.try_next_frame().is_none());
+        assert_eq!(connection.queued_bytes(), 0);
+        assert!(
+            connection.queue_capacity() <= connection::IDLE_QUEUE_CAPACITY,
+            "a burst's room is given back: {}",
+            connection.queue_capacity()
+        );
+    }
+
     #[tokio::test]
     async fn queued_bytes_are_bounded_too() {
         let hub = hub_with(HubSettings {

@@ -541,4 +541,34 @@ mod tests {
         assert_eq!(path.len(), "/turbo-model/client-".len() + 8 + 3);
         assert_eq!(path, client_path("/turbo-model"));
     }
+
+    #[test]
+    fn a_kept_request_has_everything_but_the_handshake_headers() {
+        let request = axum::http::Request::builder()
+            .uri("/turbo-model/ws?x=1")
+            .header(header::HOST, "example.com")
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+            .header(header::SEC_WEBSOCKET_VERSION, "13")
+            .header(header::SEC_WEBSOCKET_EXTENSIONS, "permessage-deflate")
+            .header(header::SEC_WEBSOCKET_PROTOCOL, "chat")
+            .header(header::COOKIE, "a=1")
+            .header(header::COOKIE, "b=2")
+            .extension(42_u32)
+            .body(())
+            .expect("request");
+        let (parts, ()) = request.into_parts();
+        let kept = compact(&parts);
+        let names: Vec<&str> = kept
+            .headers
+            .keys()
+            .map(header::HeaderName::as_str)
+            .collect();
+        assert_eq!(names, ["host", "sec-websocket-protocol", "cookie"]);
+        let cookies: Vec<_> = kept.headers.get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert_eq!(kept.uri, "/turbo-model/ws?x=1");
+        assert_eq!(kept.extensions.get::<u32>(), Some(&42));
+    }
 }
