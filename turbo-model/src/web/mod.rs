@@ -347,6 +347,7 @@ impl Service {
     /// Stops taking stream connections and tells the open ones to close.
     pub(crate) fn begin_shutdown(&self) {
         self.inner.shutdown.send_replace(true);
+        self.inner.rechecks.close_all();
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {

@@ -69,7 +69,9 @@ pub(crate) struct Signal {
     asked: Mutex<Vec<Streams>>,
     /// Set when `asked` holds questions: the connection's loop checks it without a lock.
     any: std::sync::atomic::AtomicBool,
-    /// The connection's task, waiting for questions.
+    /// The endpoints are shutting down: the connection flushes and closes.
+    closing: std::sync::atomic::AtomicBool,
+    /// The connection's task, waiting for questions or for the shutdown.
     waker: futures_util::task::AtomicWaker,
 }
 
@@ -92,6 +94,31 @@ impl Signal {
         self.any.store(true, std::sync::atomic::Ordering::Release);
         drop(asked);
         self.waker.wake();
+    }
+
+    fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Resolves once the endpoints shut down; cancel-safe. Polling costs an atomic load
+    /// and registering the waker: unlike a shared shutdown channel, no lock that every
+    /// connection's every wake-up would take.
+    pub(crate) async fn closing(&self) {
+        std::future::poll_fn(|cx| {
+            use std::sync::atomic::Ordering;
+            if self.closing.load(Ordering::Acquire) {
+                return std::task::Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            if self.closing.load(Ordering::Acquire) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
     }
 
     /// Waits for questions; cancel-safe. One task waits at a time (the connection's):
@@ -126,6 +153,9 @@ impl Signal {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     connections: Mutex<HashMap<ConnectionId, Entry>>,
+    /// Set (under the lock) when the endpoints shut down: a connection that registers
+    /// afterwards starts closing at once.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -142,13 +172,18 @@ impl Registry {
         request: Option<Arc<Parts>>,
     ) -> Registration {
         let signal = Arc::new(Signal::default());
-        self.lock().insert(
+        let mut connections = self.lock();
+        if self.closing.load(std::sync::atomic::Ordering::Acquire) {
+            signal.close();
+        }
+        connections.insert(
             id,
             Entry {
                 request,
                 signal: Arc::clone(&signal),
             },
         );
+        drop(connections);
         Registration {
             registry: Arc::clone(self),
             id,
@@ -160,6 +195,16 @@ impl Registry {
         self.connections
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Tells every connection, and every one that registers from now on, to close.
+    pub(crate) fn close_all(&self) {
+        let connections = self.lock();
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Release);
+        for entry in connections.values() {
+            entry.signal.close();
+        }
     }
 
     /// Asks the connections `which` picks; returns how many.
@@ -237,5 +282,27 @@ mod tests {
         );
         drop(a);
         assert_eq!(registry.ask(&Subscriptions::All), 1);
+    }
+
+    #[tokio::test]
+    async fn the_shutdown_reaches_open_connections_and_those_that_open_after_it() {
+        use futures_util::FutureExt;
+        let registry = Arc::new(Registry::default());
+        let open = registry.register(ConnectionId::new(1, 1), None);
+        assert!(open.signal().closing().now_or_never().is_none());
+        let waiting = tokio::spawn({
+            let signal = Arc::clone(&open.signal);
+            async move { signal.closing().await }
+        });
+        tokio::task::yield_now().await;
+        registry.close_all();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken by the shutdown")
+            .expect("the waiting task");
+        let late = registry.register(ConnectionId::new(1, 2), None);
+        assert!(late.signal().closing().now_or_never().is_some());
+        // Questions still reach a closing connection's loop, which no longer asks.
+        assert_eq!(registry.ask(&Subscriptions::All), 2);
     }
 }

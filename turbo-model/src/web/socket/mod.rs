@@ -61,7 +61,6 @@ pub(crate) async fn serve(
 ) {
     let mut connection = service.hub().connect();
     let kick = connection.kick_signal();
-    let mut shutdown = service.shutdown_signal();
     let id = connection.id().get();
     let heartbeat = service.settings().heartbeat;
     let write_timeout = service.settings().write_timeout;
@@ -78,17 +77,7 @@ pub(crate) async fn serve(
     let hello = vec![text(hello.to_json())];
     let stop = match write_all(&mut socket, kicked.as_mut(), hello, write_timeout).await {
         Err(stop) => stop,
-        Ok(()) => {
-            run(
-                &mut socket,
-                &mut state,
-                &registration,
-                kicked,
-                &mut shutdown,
-                heartbeat,
-            )
-            .await
-        }
+        Ok(()) => run(&mut socket, &mut state, &registration, kicked, heartbeat).await,
     };
     match stop {
         Stop::Close(frame) => {
@@ -111,13 +100,12 @@ async fn run(
     state: &mut State<'_>,
     registration: &Registration,
     mut kicked: Pin<&mut impl Future<Output = ()>>,
-    shutdown: &mut tokio::sync::watch::Receiver<bool>,
     heartbeat: Duration,
 ) -> Stop {
     let write_timeout = state.service.settings().write_timeout;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut last_heard = Instant::now();
-    let closing = super::closing(shutdown);
+    let closing = registration.signal().closing();
     tokio::pin!(closing);
     loop {
         let outbound: Vec<Utf8Bytes> = tokio::select! {
