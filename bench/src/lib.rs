@@ -21,8 +21,10 @@
 //! - [`publisher`]: the HTTP side: create the room, read its token, post the messages;
 //! - [`subscriber`]: one WebSocket client that notes when each message arrives;
 //! - [`stats`]: percentiles and ratios;
-//! - [`report`]: what a scenario reports, as JSON and as a Markdown table.
+//! - [`report`]: what a scenario reports, as JSON and as a Markdown table;
+//! - [`cli`]: what the programs share on the command line.
 
+pub mod cli;
 pub mod publisher;
 pub mod report;
 pub mod server;

@@ -74,6 +74,41 @@ pub struct Outcome {
     pub frame_bytes: usize,
 }
 
+/// How the connect phase of a crowd of subscribers went.
+#[derive(Debug, Default)]
+pub struct Connected {
+    /// Subscribed.
+    pub connected: usize,
+    /// Could not connect or subscribe.
+    pub failed: usize,
+    /// Closed by the server before any message was posted.
+    pub finished: usize,
+    /// The first reason one could not.
+    pub first_error: Option<String>,
+}
+
+/// Reads `progress` until each of `expected` subscribers has subscribed or failed, or
+/// until `until` (all report by their connect deadline; pass it with some slack).
+pub async fn await_connected(
+    progress: &mut mpsc::UnboundedReceiver<Event>,
+    expected: usize,
+    until: Instant,
+) -> Connected {
+    let mut seen = Connected::default();
+    while seen.connected + seen.failed < expected {
+        match tokio::time::timeout_at(until, progress.recv()).await {
+            Ok(Some(Event::Subscribed)) => seen.connected += 1,
+            Ok(Some(Event::Failed(error))) => {
+                seen.failed += 1;
+                seen.first_error.get_or_insert(error);
+            }
+            Ok(Some(Event::Finished)) => seen.finished += 1,
+            Ok(None) | Err(_) => break,
+        }
+    }
+    seen
+}
+
 type Socket = WebSocketStream<TcpStream>;
 
 /// Runs one subscriber from `source` (a loopback address, so that many subscribers do

@@ -32,16 +32,16 @@
 )]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bench::message_text;
 use bench::publisher::Publisher;
 use bench::server::{self, Server};
 use bench::stats::{Percentiles, round3};
 use bench::subscriber::{self, Event, Plan, Signals};
+use bench::{cli, message_text};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -136,27 +136,10 @@ async fn main() -> ExitCode {
             }
         };
     }
-    let options = match options() {
-        Ok(options) => options,
+    match options() {
+        Ok(options) => cli::run_in("crowd", &options.work, run(&options)).await,
         Err(message) => {
             eprintln!("{message}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Err(error) = std::fs::create_dir_all(&options.work) {
-        eprintln!("{}: {error}", options.work.display());
-        return ExitCode::FAILURE;
-    }
-    let result = tokio::select! {
-        result = run(&options) => result,
-        _ = tokio::signal::ctrl_c() => Err("interrupted: stopping the servers".into()),
-    };
-    let _ = std::fs::remove_dir_all(&options.work);
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("crowd: {error}");
             ExitCode::FAILURE
         }
     }
@@ -512,24 +495,17 @@ async fn worker(assignment: String) -> Result<(), String> {
         })
         .collect();
     drop(events);
-    let (mut connected, mut failed) = (0, 0);
-    let mut first_error = None;
-    while connected + failed < a.count {
-        match tokio::time::timeout_at(
-            plan.connect_deadline + Duration::from_secs(5),
-            progress.recv(),
-        )
-        .await
-        {
-            Ok(Some(Event::Subscribed)) => connected += 1,
-            Ok(Some(Event::Failed(error))) => {
-                failed += 1;
-                first_error.get_or_insert(error);
-            }
-            Ok(Some(Event::Finished)) => {}
-            Ok(None) | Err(_) => break,
-        }
-    }
+    let subscriber::Connected {
+        connected,
+        failed,
+        first_error,
+        ..
+    } = subscriber::await_connected(
+        &mut progress,
+        a.count,
+        plan.connect_deadline + Duration::from_secs(5),
+    )
+    .await;
     println!("subscribed {connected}");
 
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
@@ -659,10 +635,7 @@ fn markdown(
 fn options() -> Result<Options, String> {
     let usage = "usage: crowd [--chat PATH] [--baseline PATH] [--redis-server PATH] \
                  [--subscribers N] [--processes N] [--generators N] [--messages N] [--rate PER_S]";
-    let here = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
-        .unwrap_or_default();
+    let here = cli::here();
     let mut o = Options {
         chat: here.join("chat"),
         baseline: here.join("baseline"),
@@ -684,10 +657,10 @@ fn options() -> Result<Options, String> {
             "--chat" => o.chat = PathBuf::from(value()?),
             "--baseline" => o.baseline = PathBuf::from(value()?),
             "--redis-server" => o.redis_server = PathBuf::from(value()?),
-            "--subscribers" => o.subscribers = count(&arg, &value()?, 1)?,
-            "--processes" => o.processes = count(&arg, &value()?, 1)?,
-            "--generators" => o.generators = count(&arg, &value()?, 1)?,
-            "--messages" => o.messages = count(&arg, &value()?, 1)?,
+            "--subscribers" => o.subscribers = cli::count(&arg, &value()?, 1)?,
+            "--processes" => o.processes = cli::count(&arg, &value()?, 1)?,
+            "--generators" => o.generators = cli::count(&arg, &value()?, 1)?,
+            "--messages" => o.messages = cli::count(&arg, &value()?, 1)?,
             "--rate" => {
                 let given = value()?;
                 o.rate = given
@@ -715,13 +688,4 @@ fn options() -> Result<Options, String> {
         }
     }
     Ok(o)
-}
-
-/// `given` as a whole number of at least `at_least`.
-fn count(option: &str, given: &str, at_least: usize) -> Result<usize, String> {
-    given
-        .parse()
-        .ok()
-        .filter(|&n| n >= at_least)
-        .ok_or_else(|| format!("{option} {given}: a whole number ≥ {at_least} expected"))
 }

@@ -28,11 +28,12 @@
 )]
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bench::cli;
 use bench::publisher::{Publisher, Sent};
 use bench::report::{self, Cpu, Measured, Measurement, Rss, Scenario};
 use bench::server::{self, Deployment, Server};
@@ -129,30 +130,17 @@ struct Options {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let options = match options() {
-        Ok(options) => options,
+    match options() {
+        Ok(options) => cli::run_in("fanout", &options.work, run(&options)).await,
         Err(message) => {
             eprintln!("{message}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Err(error) = std::fs::create_dir_all(&options.work) {
-        eprintln!("{}: {error}", options.work.display());
-        return ExitCode::FAILURE;
-    }
-    // Interrupted, the run's futures are dropped, and with them the servers (killed).
-    let code = tokio::select! {
-        code = run(&options) => code,
-        () = interrupted() => {
-            eprintln!("interrupted: stopping the servers");
             ExitCode::FAILURE
         }
-    };
-    let _ = std::fs::remove_dir_all(&options.work);
-    code
+    }
 }
 
-async fn run(options: &Options) -> ExitCode {
+/// Every scenario; `Ok(false)` when one failed.
+async fn run(options: &Options) -> Result<bool, String> {
     let mut tables = Vec::new();
     let mut failed = false;
     for scenario in &options.scenarios {
@@ -170,11 +158,7 @@ async fn run(options: &Options) -> ExitCode {
         tables.push(report::markdown(scenario, &ours, redis.as_ref(), &baseline));
     }
     eprintln!("\n{}", tables.join("\n"));
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    Ok(!failed)
 }
 
 /// The processes of `kind`, started and listening.
@@ -286,21 +270,17 @@ async fn measure(kind: Kind, scenario: &Scenario, options: &Options) -> Measured
     drop(events);
 
     // Every subscriber reports by the connect deadline, subscribed or not.
-    let (mut connected, mut failed, mut finished) = (0, 0, 0);
-    let mut first_connect_error = None;
-    let slack = plan.connect_deadline + Duration::from_secs(5);
-    while connected + failed < scenario.subscribers {
-        match tokio::time::timeout_at(slack, progress.recv()).await {
-            Ok(Some(Event::Subscribed)) => connected += 1,
-            Ok(Some(Event::Failed(error))) => {
-                failed += 1;
-                first_connect_error.get_or_insert(error);
-            }
-            // Closed by the server before any message was posted.
-            Ok(Some(Event::Finished)) => finished += 1,
-            Ok(None) | Err(_) => break,
-        }
-    }
+    let subscriber::Connected {
+        connected,
+        mut finished,
+        first_error: first_connect_error,
+        ..
+    } = subscriber::await_connected(
+        &mut progress,
+        scenario.subscribers,
+        plan.connect_deadline + Duration::from_secs(5),
+    )
+    .await;
     let connect_s = round3(connect_start.elapsed().as_secs_f64());
     say(format!(
         "{connected}/{} subscribed in {connect_s} s{}",
@@ -454,10 +434,7 @@ fn options() -> Result<Options, String> {
                  scenarios: ";
     let names: Vec<&str> = SCENARIOS.iter().chain(&QUICK).map(|s| s.name).collect();
     let usage = format!("{usage}{}", names.join(", "));
-    let here = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
-        .unwrap_or_default();
+    let here = cli::here();
     let mut quick = false;
     let mut only = Vec::new();
     let mut chat = here.join("chat");
@@ -522,20 +499,4 @@ fn seconds(option: &str, value: &str) -> Result<Duration, String> {
         .parse()
         .map(Duration::from_secs)
         .map_err(|_| format!("{option} {value}: whole seconds expected"))
-}
-
-/// Ctrl-C or SIGTERM.
-async fn interrupted() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }

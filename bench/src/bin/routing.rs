@@ -24,16 +24,16 @@
 )]
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bench::message_text;
 use bench::publisher::{Publisher, Sent};
 use bench::server::{self, Server};
 use bench::stats::{Percentiles, round3};
 use bench::subscriber::{self, Event, Plan, Signals};
+use bench::{cli, message_text};
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
@@ -76,28 +76,10 @@ struct Counters {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let options = match options() {
-        Ok(options) => options,
+    match options() {
+        Ok(options) => cli::run_in("routing", &options.work, run(&options)).await,
         Err(message) => {
             eprintln!("{message}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Err(error) = std::fs::create_dir_all(&options.work) {
-        eprintln!("{}: {error}", options.work.display());
-        return ExitCode::FAILURE;
-    }
-    // Dropped (interrupted or failed), the servers are killed.
-    let result = tokio::select! {
-        result = run(&options) => result,
-        _ = tokio::signal::ctrl_c() => Err("interrupted: stopping the servers".into()),
-    };
-    let _ = std::fs::remove_dir_all(&options.work);
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("routing: {error}");
             ExitCode::FAILURE
         }
     }
@@ -192,19 +174,19 @@ async fn run(o: &Options) -> Result<bool, String> {
         }
     }
     drop(events);
-    let (mut connected, mut failed, mut finished) = (0, 0, 0);
-    while connected + failed < subscribers {
-        match tokio::time::timeout_at(connect_deadline + Duration::from_secs(5), progress.recv())
-            .await
-        {
-            Ok(Some(Event::Subscribed)) => connected += 1,
-            Ok(Some(Event::Failed(error))) => {
-                failed += 1;
-                eprintln!("[routing] a subscriber failed: {error}");
-            }
-            Ok(Some(Event::Finished)) => finished += 1,
-            Ok(None) | Err(_) => break,
-        }
+    let subscriber::Connected {
+        connected,
+        mut finished,
+        first_error,
+        ..
+    } = subscriber::await_connected(
+        &mut progress,
+        subscribers,
+        connect_deadline + Duration::from_secs(5),
+    )
+    .await;
+    if let Some(error) = first_error {
+        eprintln!("[routing] a subscriber failed: {error}");
     }
     eprintln!("[routing] {connected}/{subscribers} subscribed");
     // Each process subscribes to its streams' channels as its clients come: let the
@@ -415,10 +397,7 @@ async fn scrape(http: &reqwest::Client, url: &str) -> Result<Counters, String> {
 fn options() -> Result<Options, String> {
     let usage = "usage: routing [--chat PATH] [--redis-server PATH] [--processes N] [--rooms N] \
                  [--subscribers-per-room N] [--messages-per-room N]";
-    let here = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
-        .unwrap_or_default();
+    let here = cli::here();
     let mut options = Options {
         chat: here.join("chat"),
         redis_server: PathBuf::from("redis-server"),
@@ -437,10 +416,10 @@ fn options() -> Result<Options, String> {
         match arg.as_str() {
             "--chat" => options.chat = PathBuf::from(value()?),
             "--redis-server" => options.redis_server = PathBuf::from(value()?),
-            "--processes" => options.processes = count(&arg, &value()?, 2)?,
-            "--rooms" => options.rooms = count(&arg, &value()?, 1)?,
-            "--subscribers-per-room" => options.per_room = count(&arg, &value()?, 1)?,
-            "--messages-per-room" => options.messages = count(&arg, &value()?, 1)?,
+            "--processes" => options.processes = cli::count(&arg, &value()?, 2)?,
+            "--rooms" => options.rooms = cli::count(&arg, &value()?, 1)?,
+            "--subscribers-per-room" => options.per_room = cli::count(&arg, &value()?, 1)?,
+            "--messages-per-room" => options.messages = cli::count(&arg, &value()?, 1)?,
             "-h" | "--help" => return Err(usage.to_owned()),
             other => return Err(format!("unknown argument {other}\n{usage}")),
         }
@@ -452,13 +431,4 @@ fn options() -> Result<Options, String> {
         ));
     }
     Ok(options)
-}
-
-/// `given` as a whole number of at least `at_least`.
-fn count(option: &str, given: &str, at_least: usize) -> Result<usize, String> {
-    given
-        .parse()
-        .ok()
-        .filter(|&n| n >= at_least)
-        .ok_or_else(|| format!("{option} {given}: a whole number ≥ {at_least} expected"))
 }
