@@ -1,4 +1,7 @@
-//! What turbo-model adds to a save: a SeaORM `ActiveModel` insert on SQLite (in memory),
+//! What turbo-model adds to a save: a SeaORM `ActiveModel` insert on SQLite (a file in
+//! the temporary folder, WAL mode, `synchronous = NORMAL`, a pool of four connections:
+//! a web app's set-up, where a background hook's query does not wait for the
+//! request's connection),
 //! for an entity without turbo-model, for the same entity with the derive and a hook
 //! that renders a component and sends it (nobody subscribed, the common case for most
 //! rows), and with an async hook that first reads the row back from the database. The
@@ -10,7 +13,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, Database, DatabaseConnection, EntityTrait, Schema, Set,
+    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, EntityTrait,
+    Schema, Set,
 };
 use turbo_model::{AsyncHook, Hook, HookContext, Saved, Turbo, context};
 
@@ -117,9 +121,30 @@ turbo_model::register!(LiveMessages);
 const COMPONENT: &str =
     r#"<li id="message-{{ message.id }}"><span class="text">{{ message.text }}</span></li>"#;
 
+/// The benchmark's database, in the temporary folder.
+fn database_file() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("turbo-model-save-{}.db", std::process::id()))
+}
+
+fn remove_database() {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", database_file().display()));
+    }
+}
+
 fn setup(runtime: &tokio::runtime::Runtime) -> (DatabaseConnection, Turbo) {
+    let file = database_file();
+    remove_database();
     let db = runtime.block_on(async {
-        let db = Database::connect("sqlite::memory:").await.expect("sqlite");
+        use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+        let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", file.display()));
+        options.sqlx_logging(false).max_connections(4);
+        options.map_sqlx_sqlite_opts(|sqlite| {
+            sqlite
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+        });
+        let db = Database::connect(options).await.expect("sqlite");
         let schema = Schema::new(db.get_database_backend());
         db.execute(&schema.create_table_from_entity(plain::Entity))
             .await
@@ -201,6 +226,8 @@ fn save(c: &mut Criterion) {
         });
     });
     group.finish();
+    runtime.block_on(turbo.settled());
+    remove_database();
     let metrics = turbo.metrics();
     assert_eq!(
         metrics.broadcasts, metrics.renders,
