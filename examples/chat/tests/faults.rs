@@ -291,6 +291,12 @@ struct ClientLog {
     refreshed: Vec<bool>,
     /// Messages shown by the first page.
     first_page: Vec<bool>,
+    /// Messages the page loaded last shows. A frame of one of them that arrives again
+    /// (the replay from the time the page's request began overlaps what its HTML already
+    /// shows) is no duplicate: its element has the message's id, which Turbo replaces.
+    on_page: Vec<bool>,
+    /// Frames of messages already received that the page loaded since shows.
+    replayed_on_page: u64,
     /// Subscribed at least once.
     subscribed: bool,
     frames: u64,
@@ -326,6 +332,7 @@ impl ClientLog {
             first_at: vec![(0, 0, 0); slots],
             refreshed: vec![false; slots],
             first_page: vec![false; slots],
+            on_page: vec![false; slots],
             ..Self::default()
         }
     }
@@ -510,7 +517,11 @@ impl Page {
             log.problem(format!("a page's since is t<micros>: {:?}", found.since));
             return None;
         };
+        log.on_page.fill(false);
         for message in markers(&html) {
+            if let Some(slot) = log.on_page.get_mut(message as usize) {
+                *slot = true;
+            }
             let slots = if refresh {
                 &mut log.refreshed
             } else {
@@ -679,6 +690,7 @@ impl Page {
                                     log.received[m] = 1;
                                     log.first_at[m] = here;
                                 }
+                                Some(_) if log.on_page[m] => log.replayed_on_page += 1,
                                 Some(n) => {
                                     log.received[m] = n.saturating_add(1);
                                     let (first_seq, first_epoch, first_on) = log.first_at[m];
@@ -829,6 +841,7 @@ struct Figures {
     gap_reasons: BTreeMap<String, u64>,
     refreshes: u64,
     covered_by_refresh: u64,
+    replayed_on_page: u64,
     reconnects: u64,
     ends: BTreeMap<String, u64>,
     after_stall: BTreeMap<String, u64>,
@@ -1071,6 +1084,7 @@ async fn run_once(plan: &Plan, run: usize, seed: u64) {
         figures.skips += log.skips;
         figures.gaps += log.gaps;
         figures.refreshes += log.refreshes;
+        figures.replayed_on_page += log.replayed_on_page;
         figures.reconnects += log.reconnects;
         for (why, n) in &log.ends {
             *figures.ends.entry(why.clone()).or_default() += n;
@@ -1156,7 +1170,8 @@ async fn run_once(plan: &Plan, run: usize, seed: u64) {
         println!(
             "faults ({} form) run {run}/{}: seed {seed}; {} pages, {} messages accepted \
              ({} uncertain, {} refused, {} fell back to the other process); {} frames applied \
-             ({} skips); {} gap signals ({:?}), {} refreshes, {} messages covered by refresh; \
+             ({} skips); {} gap signals ({:?}), {} refreshes, {} messages covered by refresh, \
+             {} frames again of messages the loaded page showed (replaced by id); \
              {} reconnects (ends: {:?}); faults: {} Redis restarts, {} kills of A, {} kills \
              of B, {} short and {} long cuts between B and Redis, {} socket drops, {} stalls \
              (ended by: {:?}; the servers kicked {} slow connections and dropped {} \
@@ -1176,6 +1191,7 @@ async fn run_once(plan: &Plan, run: usize, seed: u64) {
             figures.gap_reasons,
             figures.refreshes,
             figures.covered_by_refresh,
+            figures.replayed_on_page,
             figures.reconnects,
             figures.ends,
             injected.redis_restarts,
