@@ -140,7 +140,7 @@ impl Connection {
     /// Cancel-safe: a frame is never lost when the future is dropped.
     pub async fn next_frame(&mut self) -> Option<Arc<Frame>> {
         loop {
-            let shared = Arc::clone(&self.subscriber.shared);
+            let shared = &self.subscriber.shared;
             let frame = std::future::poll_fn(|cx| {
                 if let Some(frame) = shared.pop() {
                     return Poll::Ready(frame);
