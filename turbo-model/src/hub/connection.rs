@@ -26,9 +26,8 @@ pub(super) struct Subscriber {
 /// all of it, where a channel took two and about three times the memory.
 #[derive(Debug, Default)]
 pub(super) struct ConnectionShared {
-    kicked: AtomicBool,
-    /// The connection's task, waiting for the kick: one waiter, no lock.
-    kick: AtomicWaker,
+    /// Raised when the hub kicks the connection.
+    kicked: Flag,
     queued_bytes: AtomicUsize,
     frames: Mutex<VecDeque<Arc<Frame>>>,
     /// The connection's task, waiting for a frame.
@@ -82,8 +81,7 @@ impl Subscriber {
     }
 
     pub(super) fn kick(&self) -> Push {
-        self.shared.kicked.store(true, Ordering::Release);
-        self.shared.kick.wake();
+        self.shared.kicked.raise();
         Push::Kicked
     }
 }
@@ -237,7 +235,7 @@ impl Connection {
 
     /// Whether the hub has kicked this connection.
     pub fn is_kicked(&self) -> bool {
-        self.subscriber.shared.kicked.load(Ordering::Acquire)
+        self.subscriber.shared.kicked.is_raised()
     }
 
     /// Subscribes to `stream`, resuming after `since` when given (see the
@@ -281,18 +279,7 @@ impl KickSignal {
     /// waits at a time (the connection's): polling costs an atomic load and, while it
     /// waits, registering its waker, never a lock.
     pub async fn kicked(&self) {
-        std::future::poll_fn(|cx| {
-            if self.0.kicked.load(Ordering::Acquire) {
-                return std::task::Poll::Ready(());
-            }
-            self.0.kick.register(cx.waker());
-            if self.0.kicked.load(Ordering::Acquire) {
-                std::task::Poll::Ready(())
-            } else {
-                std::task::Poll::Pending
-            }
-        })
-        .await;
+        self.0.kicked.raised().await;
     }
 }
 
@@ -304,5 +291,45 @@ impl Drop for Connection {
             self.hub.remove(&stream, self.subscriber.id);
         }
         self.hub.metrics.connection_closed();
+    }
+}
+
+/// A one-way signal for one waiting task: raised once, awaited without a lock.
+///
+/// Waiting costs an atomic load and, while it is not raised, registering the task's
+/// waker: cheap enough for a connection's loop to poll on every wake-up.
+#[derive(Debug, Default)]
+pub(crate) struct Flag {
+    raised: AtomicBool,
+    waiter: AtomicWaker,
+}
+
+impl Flag {
+    /// Raises it and wakes the waiting task, if any.
+    pub(crate) fn raise(&self) {
+        self.raised.store(true, Ordering::Release);
+        self.waiter.wake();
+    }
+
+    pub(crate) fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::Acquire)
+    }
+
+    /// Resolves once it is raised (at once if it already is). Cancel-safe; one task
+    /// waits at a time.
+    pub(crate) async fn raised(&self) {
+        std::future::poll_fn(|cx| {
+            if self.is_raised() {
+                return Poll::Ready(());
+            }
+            self.waiter.register(cx.waker());
+            // Raised before the waker was in place: not missed.
+            if self.is_raised() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     }
 }

@@ -56,6 +56,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+pub(crate) use connection::Flag;
 pub use connection::{Connection, KickSignal};
 use connection::{Push, Subscriber};
 pub use frame::{Frame, Gap, Position, Since};

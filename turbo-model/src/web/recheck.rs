@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::request::Parts;
 
+use crate::hub::Flag;
 use crate::name::{ConnectionId, StreamName};
 
 /// Which live subscriptions [`Turbo::reauthorize`](crate::Turbo::reauthorize) asks about.
@@ -69,9 +70,9 @@ pub(crate) struct Signal {
     asked: Mutex<Vec<Streams>>,
     /// Set when `asked` holds questions: the connection's loop checks it without a lock.
     any: std::sync::atomic::AtomicBool,
-    /// The endpoints are shutting down: the connection flushes and closes.
-    closing: std::sync::atomic::AtomicBool,
-    /// The connection's task, waiting for questions or for the shutdown.
+    /// Raised when the endpoints shut down: the connection flushes and closes.
+    closing: Flag,
+    /// The connection's task, waiting for questions.
     waker: futures_util::task::AtomicWaker,
 }
 
@@ -97,28 +98,13 @@ impl Signal {
     }
 
     fn close(&self) {
-        self.closing
-            .store(true, std::sync::atomic::Ordering::Release);
-        self.waker.wake();
+        self.closing.raise();
     }
 
-    /// Resolves once the endpoints shut down; cancel-safe. Polling costs an atomic load
-    /// and registering the waker: unlike a shared shutdown channel, no lock that every
-    /// connection's every wake-up would take.
+    /// Resolves once the endpoints shut down; cancel-safe. No lock: a shared shutdown
+    /// channel would take one on every wake-up of every connection.
     pub(crate) async fn closing(&self) {
-        std::future::poll_fn(|cx| {
-            use std::sync::atomic::Ordering;
-            if self.closing.load(Ordering::Acquire) {
-                return std::task::Poll::Ready(());
-            }
-            self.waker.register(cx.waker());
-            if self.closing.load(Ordering::Acquire) {
-                std::task::Poll::Ready(())
-            } else {
-                std::task::Poll::Pending
-            }
-        })
-        .await;
+        self.closing.raised().await;
     }
 
     /// Waits for questions; cancel-safe. One task waits at a time (the connection's):
