@@ -70,7 +70,7 @@ pub struct Measurement {
     pub stop_error: Option<String>,
 }
 
-/// Server memory around the connect phase.
+/// Server memory around the connect and publish phases.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Rss {
     /// Before any subscriber connected.
@@ -79,6 +79,11 @@ pub struct Rss {
     pub after: u64,
     /// `(after − before) / connected`.
     pub per_idle_subscriber: f64,
+    /// Once every message was delivered.
+    pub published: u64,
+    /// `(published − before) / connected`: what a subscriber holds once it has
+    /// received a burst (write buffers kept, queues' room).
+    pub per_subscriber_published: f64,
 }
 
 /// Server CPU time per phase.
@@ -268,6 +273,11 @@ pub fn markdown(
         (
             "RSS per idle subscriber (kB)",
             (|m| format!("{:.1}", m.rss_kb.per_idle_subscriber)),
+            Versus::None,
+        ),
+        (
+            "RSS per subscriber after the messages (kB)",
+            (|m| format!("{:.1}", m.rss_kb.per_subscriber_published)),
             Versus::None,
         ),
         (

@@ -314,6 +314,7 @@ async fn measure(kind: Kind, scenario: &Scenario, options: &Options) -> Measured
         }
     }
     let cpu_end = server.cpu_ticks()?;
+    let rss_published = server.rss_kb()?;
     let own_cpu_end = server::own_cpu_ticks()?;
 
     say(format!(
@@ -341,14 +342,19 @@ async fn measure(kind: Kind, scenario: &Scenario, options: &Options) -> Measured
     let mut measurement = tally(&sent, &outcomes, scenario.subscribers);
     measurement.first_connect_error = first_connect_error;
     measurement.connect_s = connect_s;
+    let per_subscriber = |rss: u64| {
+        if connected == 0 {
+            0.0
+        } else {
+            round3(rss.saturating_sub(rss_before) as f64 / connected as f64)
+        }
+    };
     measurement.rss_kb = Rss {
         before: rss_before,
         after: rss_after,
-        per_idle_subscriber: if connected == 0 {
-            0.0
-        } else {
-            round3(rss_after.saturating_sub(rss_before) as f64 / connected as f64)
-        },
+        per_idle_subscriber: per_subscriber(rss_after),
+        published: rss_published,
+        per_subscriber_published: per_subscriber(rss_published),
     };
     let seconds = |from: u64, to: u64| round3(to.saturating_sub(from) as f64 / ticks);
     measurement.server_cpu_s = Cpu {
