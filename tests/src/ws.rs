@@ -197,6 +197,15 @@ impl Client {
         }
     }
 
+    /// The next WebSocket message of any kind, pings, pongs and close frames included;
+    /// `None` once the connection has ended. Panics after `wait`.
+    pub async fn message_within(&mut self, wait: Duration) -> Option<Message> {
+        tokio::time::timeout(wait, self.socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("no message within {wait:?}"))
+            .and_then(Result::ok)
+    }
+
     /// The next JSON frame; panics if the connection closes instead.
     pub async fn json(&mut self) -> Value {
         match self.next().await {

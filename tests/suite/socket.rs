@@ -538,3 +538,129 @@ async fn the_chat_tells_browsers_not_to_sniff_and_what_may_run() {
         );
     }
 }
+
+/// A named stream with a subscribed client.
+async fn named_stream_client(server: &ChatServer) -> (String, Client) {
+    let name = format!("orders:{}", server.first_id());
+    let token = turbo().sign(&name).expect("valid name");
+    let mut client = Client::connect(&server.ws_url()).await;
+    client.subscribe(&token).await;
+    (name, client)
+}
+
+fn broadcast_text(server: &ChatServer, stream: &str, text: String) {
+    turbo_model::stream(stream)
+        .expect("a valid stream name")
+        .action(
+            turbo_model::Action::Replace,
+            Some(turbo_model::Content::text(&text)),
+        )
+        .target("t")
+        .send_with(&server.turbo)
+        .expect("sent");
+}
+
+fn replace_html(text: &str) -> String {
+    format!(
+        "<turbo-stream action=\"replace\" target=\"t\"><template>{text}</template></turbo-stream>"
+    )
+}
+
+#[tokio::test]
+async fn broadcasts_larger_than_the_socket_buffers_arrive_whole_and_in_order() {
+    let server = ChatServer::start().await;
+    let (name, mut client) = named_stream_client(&server).await;
+    // Three frames of 300 000 bytes queued at once, to a client that does not read for
+    // a while: the socket takes them in pieces, written where the last write stopped.
+    let texts: Vec<String> = (0..3_u8)
+        .map(|i| char::from(b'a' + i).to_string().repeat(300_000))
+        .collect();
+    for text in &texts {
+        broadcast_text(&server, &name, text.clone());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (seq, text) in (1_u64..).zip(&texts) {
+        assert_eq!(
+            client.json().await,
+            json!({"type": "message", "stream": name, "seq": seq, "html": replace_html(text)})
+        );
+    }
+}
+
+#[tokio::test]
+async fn pings_during_a_burst_get_their_pongs_and_never_break_a_frame() {
+    let server = ChatServer::start().await;
+    let (name, mut client) = named_stream_client(&server).await;
+    const PINGS: usize = 50;
+    const FRAMES: usize = 2 * PINGS;
+    // Each ping between two broadcasts of 5 kB: the pongs go out while frames are queued.
+    for i in 0..PINGS {
+        client
+            .send(Message::Ping(format!("ping {i}").into_bytes().into()))
+            .await;
+        broadcast_text(&server, &name, "x".repeat(5_000));
+        broadcast_text(&server, &name, "y".repeat(5_000));
+    }
+    let (mut frames, mut pongs) = (Vec::new(), Vec::new());
+    while frames.len() < FRAMES || pongs.len() < PINGS {
+        match client.message_within(turbo_model_tests::ws::WAIT).await {
+            Some(Message::Text(text)) => frames.push(turbo_model_tests::ws::frame_value(&text)),
+            Some(Message::Pong(payload)) => {
+                pongs.push(String::from_utf8_lossy(&payload).into_owned())
+            }
+            other => panic!("expected frames and pongs, got {other:?}"),
+        }
+    }
+    let expected_pongs: Vec<String> = (0..PINGS).map(|i| format!("ping {i}")).collect();
+    assert_eq!(pongs, expected_pongs, "every ping answered, in order");
+    for (seq, frame) in (1_u64..).zip(&frames) {
+        let text = if seq % 2 == 1 { "x" } else { "y" }.repeat(5_000);
+        assert_eq!(
+            frame,
+            &json!({"type": "message", "stream": name, "seq": seq, "html": replace_html(&text)}),
+            "frame {seq}: in order, whole"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_close_from_the_client_gets_its_reply() {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let server = ChatServer::start().await;
+    let mut client = Client::connect(&server.ws_url()).await;
+    client
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "leaving".into(),
+        })))
+        .await;
+    match client.message_within(turbo_model_tests::ws::WAIT).await {
+        Some(Message::Close(Some(frame))) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("expected the close reply, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn requests_that_are_not_websocket_openings_are_told_why() {
+    let server = ChatServer::start().await;
+    let url = server.ws_url().replacen("ws://", "http://", 1);
+    let http = reqwest::Client::new();
+    let plain = http.get(&url).send().await.expect("GET");
+    assert_eq!(plain.status(), 400);
+    assert_eq!(
+        plain.text().await.expect("body"),
+        "the Connection header does not include 'upgrade'"
+    );
+    let old = http
+        .get(&url)
+        .header("connection", "keep-alive, Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "8")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(old.status(), 426);
+    assert_eq!(old.headers()["sec-websocket-version"], "13");
+}

@@ -453,7 +453,7 @@ pub mod __private {
                 0,
                 std::sync::Arc::from(html),
             );
-            crate::web::protocol::event(&frame).to_string()
+            String::from_utf8_lossy(crate::web::protocol::event(&frame)).into_owned()
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use serde::Serialize;
 
 use crate::name::StreamName;
@@ -23,7 +23,7 @@ pub struct Frame {
     time: u64,
     html: Arc<str>,
     skip: bool,
-    encoded: [OnceLock<Utf8Bytes>; ENCODED_FORMS],
+    encoded: [OnceLock<Bytes>; ENCODED_FORMS],
 }
 
 impl Frame {
@@ -98,8 +98,8 @@ impl Frame {
     }
 
     /// The frame in encoded form number `form`, encoded by `encode` on first use.
-    pub(crate) fn encoded(&self, form: usize, encode: impl FnOnce(&Self) -> String) -> &Utf8Bytes {
-        self.encoded[form].get_or_init(|| Utf8Bytes::from(encode(self)))
+    pub(crate) fn encoded(&self, form: usize, encode: impl FnOnce(&Self) -> Vec<u8>) -> &Bytes {
+        self.encoded[form].get_or_init(|| Bytes::from(encode(self)))
     }
 
     /// Bytes this frame counts for in a queue: its element and stream name, and a

@@ -41,9 +41,11 @@
 //! # Memory per connection
 //!
 //! tungstenite allocates its read buffer up front (128 KiB by default, about 138 KB per
-//! idle connection in all). The endpoint asks for a 4 KiB read buffer and writes each
-//! frame straight through, which keeps an idle connection near 7 KB; larger messages
-//! still work, the buffer grows for them.
+//! idle connection in all). The endpoint asks for a 1 KiB read buffer, which keeps an
+//! idle connection near 7 KB; larger messages still work, the buffer grows for them.
+//! Nothing is buffered per connection for writing: a broadcast's WebSocket frame is
+//! encoded once and the same bytes are written to every socket, several queued frames
+//! in one write.
 //!
 //! [`Builder::history`]: crate::Builder::history
 //! [`Builder::max_subscriptions`]: crate::Builder::max_subscriptions
@@ -67,7 +69,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -80,6 +81,7 @@ pub use origin::{AllowedOrigins, reject_cross_site};
 pub use recheck::Subscriptions;
 use recheck::{Registration, Registry};
 pub(crate) use socket::InboundRate;
+use tungstenite::protocol::WebSocketConfig;
 
 use crate::backend::{Backend, Resume};
 use crate::hub::{Connection, Hub, Since};
@@ -108,9 +110,9 @@ pub const CLIENT_JS: &str = include_str!("client.js");
 /// tungstenite's read buffer per connection: allocated up front, and zeroed on every
 /// read. Clients send small requests; larger ones (up to 64 KiB) still arrive whole.
 const READ_BUFFER: usize = 1024;
-/// Bytes a connection may have waiting in tungstenite's write buffer before a write
-/// fails; a stalled client is closed long before this by its queue limit.
-const MAX_WRITE_BUFFER: usize = 1024 * 1024;
+/// Bytes tungstenite may hold to write. It writes only the protocol's own replies (see
+/// `socket::wire`), which are bounded far below this.
+const MAX_WRITE_BUFFER: usize = 64 * 1024;
 
 /// Why the application refused a subscription: the reason is sent to the client (in the
 /// `forbidden` error) and logged.
@@ -433,11 +435,11 @@ fn shutting_down() -> Response {
         .into_response()
 }
 
-async fn upgrade(
-    State(service): State<Service>,
-    upgrade: WebSocketUpgrade,
-    request: Parts,
-) -> Response {
+async fn upgrade(State(service): State<Service>, mut request: Parts) -> Response {
+    let handshake = match socket::Handshake::check(&mut request) {
+        Ok(handshake) => handshake,
+        Err(refused) => return refused.into_response(),
+    };
     if service.is_shutting_down() {
         service.metrics().refused("shutting_down");
         return shutting_down();
@@ -449,13 +451,15 @@ async fn upgrade(
     // hyper's header values and URI are slices of its read buffer (16 KiB): a kept
     // request keeps it alive. Keep a compact copy, and only for an authorization callback.
     let request = service.authorizes().then(|| Arc::new(compact(&request)));
-    upgrade
+    let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
-        .max_message_size(protocol::MAX_INBOUND_BYTES)
-        .max_frame_size(protocol::MAX_INBOUND_BYTES)
-        .on_upgrade(move |socket| socket::serve(service, Box::new(socket), request, slot))
+        .max_message_size(Some(protocol::MAX_INBOUND_BYTES))
+        .max_frame_size(Some(protocol::MAX_INBOUND_BYTES));
+    handshake.accept(config, move |socket| {
+        socket::serve(service, Box::new(socket), request, slot)
+    })
 }
 
 /// A copy of the request's parts that owns its bytes (see [`upgrade`]).

@@ -66,9 +66,8 @@
 //! requests), 1013 (too slow to keep up: reconnect and resume), 1012 (server restarting:
 //! reconnect), 4000 (heartbeat timeout).
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-
-use axum::extract::ws::Utf8Bytes;
 
 use crate::error::one_line;
 use crate::hub::{Frame, Gap, Position, Since, UNKNOWN};
@@ -228,8 +227,10 @@ struct MessageHeader<'a> {
 
 /// The WebSocket text message of a broadcast: the `message` header, a newline and the
 /// element; or the `skip` header alone, for the connection that must not apply it.
-/// Encoded once per frame, then shared.
-pub(crate) fn message(frame: &Frame) -> &Utf8Bytes {
+///
+/// Returned as a whole WebSocket frame, header included: a server's frames are not
+/// masked, so the same bytes go to every subscriber. Encoded once per frame, then shared.
+pub(crate) fn message(frame: &Frame) -> &Bytes {
     frame.encoded(WEBSOCKET, |frame| {
         // Serializing a string and a number cannot fail; an empty object is a safe
         // fallback.
@@ -240,14 +241,56 @@ pub(crate) fn message(frame: &Frame) -> &Utf8Bytes {
         })
         .unwrap_or_else(|_| String::from("{}"));
         if frame.is_skip() {
-            return header;
+            return ws_frame(OPCODE_TEXT, &[header.as_bytes()]);
         }
-        let mut text = String::with_capacity(header.len() + 1 + frame.html().len());
-        text.push_str(&header);
-        text.push('\n');
-        text.push_str(frame.html());
-        text
+        ws_frame(
+            OPCODE_TEXT,
+            &[header.as_bytes(), b"\n", frame.html().as_bytes()],
+        )
     })
+}
+
+/// The WebSocket opcodes the server sends (RFC 6455, section 5.2).
+const OPCODE_TEXT: u8 = 0x1;
+const OPCODE_CLOSE: u8 = 0x8;
+
+/// One final, unmasked WebSocket frame carrying `parts` one after the other.
+fn ws_frame(opcode: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|part| part.len()).sum();
+    let mut out = Vec::with_capacity(len + 10);
+    out.push(0x80 | opcode);
+    if len < 126 {
+        // Fits in the 7-bit length.
+        out.push(len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.push(126);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// A text message as a whole WebSocket frame, ready to write.
+pub(crate) fn text_frame(text: &str) -> Bytes {
+    Bytes::from(ws_frame(OPCODE_TEXT, &[text.as_bytes()]))
+}
+
+/// A close frame with its code and reason, ready to write. A reason is cut to what a
+/// control frame holds (123 bytes), at a character boundary.
+pub(crate) fn close_frame(code: u16, reason: &str) -> Bytes {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Bytes::from(ws_frame(
+        OPCODE_CLOSE,
+        &[&code.to_be_bytes(), &reason.as_bytes()[..end]],
+    ))
 }
 
 /// The Server-Sent Events record of a broadcast: its position as the id, the element as
@@ -255,7 +298,7 @@ pub(crate) fn message(frame: &Frame) -> &Utf8Bytes {
 ///
 /// EventSource ends a line at CR, LF or CRLF, so the element is split at each of them:
 /// a broadcast's text can never start a field of its own (`id:`, `retry:`, `event:`).
-pub(crate) fn event(frame: &Frame) -> &Utf8Bytes {
+pub(crate) fn event(frame: &Frame) -> &Bytes {
     frame.encoded(EVENT_SOURCE, |frame| {
         let mut event = format!("id: {}\n", frame.position());
         if !frame.is_skip() {
@@ -266,7 +309,7 @@ pub(crate) fn event(frame: &Frame) -> &Utf8Bytes {
             }
         }
         event.push('\n');
-        event
+        event.into_bytes()
     })
 }
 
@@ -344,6 +387,73 @@ mod tests {
         assert!(parse(r#"{"type":"subscribe","stream":"t","since":{"time":1,"seq":2}}"#).is_err());
     }
 
+    /// The payload of one whole, final, unmasked text frame, read back by tungstenite's
+    /// own parser.
+    fn text_of(bytes: &Bytes) -> &str {
+        payload_of(
+            bytes,
+            tungstenite::protocol::frame::coding::OpCode::Data(
+                tungstenite::protocol::frame::coding::Data::Text,
+            ),
+        )
+    }
+
+    fn payload_of(bytes: &Bytes, opcode: tungstenite::protocol::frame::coding::OpCode) -> &str {
+        use tungstenite::protocol::frame::FrameHeader;
+        let mut cursor = std::io::Cursor::new(&bytes[..]);
+        let (header, len) = FrameHeader::parse(&mut cursor)
+            .expect("a valid header")
+            .expect("a whole header");
+        assert!(header.is_final);
+        assert_eq!(header.opcode, opcode);
+        assert_eq!(header.mask, None, "a server's frames are not masked");
+        let start = usize::try_from(cursor.position()).expect("small");
+        assert_eq!(
+            bytes.len() - start,
+            usize::try_from(len).expect("small"),
+            "length"
+        );
+        std::str::from_utf8(&bytes[start..]).expect("UTF-8")
+    }
+
+    fn str_of(bytes: &Bytes) -> &str {
+        std::str::from_utf8(bytes).expect("UTF-8")
+    }
+
+    #[test]
+    fn frames_of_every_length_encoding_parse_back() {
+        for len in [0, 1, 125, 126, 127, 65_535, 65_536, 200_000] {
+            let text = "x".repeat(len);
+            let frame = text_frame(&text);
+            assert_eq!(text_of(&frame), text, "{len}");
+            let header = match len {
+                0..=125 => 2,
+                126..=65_535 => 4,
+                _ => 10,
+            };
+            assert_eq!(frame.len(), header + len, "{len}");
+        }
+    }
+
+    #[test]
+    fn close_frames_carry_the_code_and_a_reason_cut_to_fit() {
+        use tungstenite::protocol::frame::coding::{Control, OpCode};
+        let close = close_frame(1013, "too slow");
+        assert_eq!(&close[..4], &[0x88, 10, 0x03, 0xf5]);
+        assert_eq!(&close[4..], b"too slow");
+        // A reason of 200 two-byte characters: cut to 61 characters, 122 bytes.
+        let long = close_frame(1000, &"é".repeat(200));
+        let payload = &long[2..];
+        assert_eq!(payload.len(), 2 + 122);
+        assert!(std::str::from_utf8(&payload[2..]).is_ok());
+        let mut cursor = std::io::Cursor::new(&long[..]);
+        let (header, len) = tungstenite::protocol::frame::FrameHeader::parse(&mut cursor)
+            .expect("valid")
+            .expect("whole");
+        assert_eq!(header.opcode, OpCode::Control(Control::Close));
+        assert_eq!(len, 124);
+    }
+
     fn frame(html: &str) -> std::sync::Arc<Frame> {
         let stream = crate::name::StreamName::new("r").expect("name");
         Frame::message(
@@ -358,11 +468,11 @@ mod tests {
     fn the_element_follows_the_header_as_it_is_and_sse_splits_lines() {
         let frame = frame("<p>\"a\"\nb</p>");
         assert_eq!(
-            message(&frame).as_str(),
+            text_of(message(&frame)),
             "{\"type\":\"message\",\"stream\":\"r\",\"seq\":1}\n<p>\"a\"\nb</p>"
         );
         assert_eq!(
-            event(&frame).as_str(),
+            str_of(event(&frame)),
             "id: 00000000000000ff.1\ndata: <p>\"a\"\ndata: b</p>\n\n"
         );
         assert!(
@@ -375,7 +485,7 @@ mod tests {
     fn a_carriage_return_cannot_start_an_sse_field() {
         let frame = frame("x\rretry: 2147483647\revent: x\rid: 0.4242\r\ny\n\rz");
         assert_eq!(
-            event(&frame).as_str(),
+            str_of(event(&frame)),
             "id: 00000000000000ff.1\ndata: x\ndata: retry: 2147483647\ndata: event: x\ndata: id: 0.4242\ndata: y\ndata: \ndata: z\n\n"
         );
     }
@@ -384,10 +494,10 @@ mod tests {
     fn skips_carry_the_number_and_nothing_else() {
         let skip = Frame::skip(&frame("<p>hi</p>"));
         assert_eq!(
-            message(&skip).as_str(),
+            text_of(message(&skip)),
             r#"{"type":"skip","stream":"r","seq":1}"#
         );
-        assert_eq!(event(&skip).as_str(), "id: 00000000000000ff.1\n\n");
+        assert_eq!(str_of(event(&skip)), "id: 00000000000000ff.1\n\n");
     }
 
     #[test]

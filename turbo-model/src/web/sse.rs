@@ -11,10 +11,10 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ws::Utf8Bytes;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::stream;
 use serde::Deserialize;
 
@@ -112,7 +112,7 @@ pub(crate) async fn events(
         };
         opening.push_str(&format!("id: {from}\n\n"));
     }
-    let mut first: Vec<Utf8Bytes> = vec![Utf8Bytes::from(opening)];
+    let mut first: Vec<Bytes> = vec![Bytes::from(opening)];
     first.extend(subscribed.replay.iter().map(|f| protocol::event(f).clone()));
 
     // Kept (compact) only when an authorizer may be asked again.
@@ -175,13 +175,13 @@ struct Events {
     shutdown: tokio::sync::watch::Receiver<bool>,
     ticker: tokio::time::Interval,
     /// Chunks to send before waiting again, oldest first.
-    pending: Vec<Utf8Bytes>,
+    pending: Vec<Bytes>,
     /// Set once the stream should end after `pending` drains.
     ending: bool,
 }
 
 impl Events {
-    async fn next(mut self) -> Option<(Result<Utf8Bytes, Infallible>, Self)> {
+    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
         loop {
             if !self.pending.is_empty() {
                 let chunk = self.pending.remove(0);
@@ -204,7 +204,7 @@ impl Events {
                     None => return None,
                 },
                 _ = self.ticker.tick() => {
-                    self.pending.push(Utf8Bytes::from_static(": ping\n\n"));
+                    self.pending.push(Bytes::from_static(b": ping\n\n"));
                 }
                 asked = self.registration.signal().asked() => {
                     if asked.iter().any(|streams| streams.matches(&self.stream)) {

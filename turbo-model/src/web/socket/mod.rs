@@ -3,6 +3,7 @@
 
 mod rate;
 mod requests;
+mod wire;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,13 +11,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
+use axum::extract::ws::close_code;
 use axum::http::request::Parts;
-use futures_util::{SinkExt, StreamExt};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tungstenite::Message;
 
 pub(crate) use rate::InboundRate;
 use requests::State;
 pub(crate) use requests::start_seq;
+pub(crate) use wire::{Handshake, Wire};
 
 use super::Service;
 use super::limits::Slot;
@@ -28,13 +32,13 @@ use crate::hub::Connection;
 const HEARTBEAT_TIMEOUT: u16 = 4000;
 /// How long a shutting-down connection may spend flushing its queue.
 const FLUSH_FOR: Duration = Duration::from_secs(2);
-/// Queued frames written together, before the socket is read again.
+/// Queued frames written together, with one write, before the socket is read again.
 const BATCH: usize = 64;
 
 /// Why the loop stopped, and what to tell the client.
 enum Stop {
-    /// Close with this frame.
-    Close(CloseFrame),
+    /// Close with this code and reason.
+    Close(u16, &'static str),
     /// The socket is gone: nothing more to send.
     Gone,
     /// A write made no progress for the write timeout: nothing more can be sent.
@@ -42,20 +46,17 @@ enum Stop {
 }
 
 fn close(code: u16, reason: &'static str) -> Stop {
-    Stop::Close(CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    })
+    Stop::Close(code, reason)
 }
 
 /// Serves one upgraded socket; `_slot` holds its place among the open connections.
 ///
 /// The socket comes boxed: an `async fn` keeps its arguments beside the locals they are
-/// moved into, and a socket held twice in every connection's task would cost 360 bytes
-/// per connection for nothing.
+/// moved into, and a socket held twice in every connection's task would cost a few
+/// hundred bytes per connection for nothing.
 pub(crate) async fn serve(
     service: Service,
-    mut socket: Box<WebSocket>,
+    mut socket: Box<Wire>,
     request: Option<Arc<Parts>>,
     _slot: Slot,
 ) {
@@ -74,29 +75,40 @@ pub(crate) async fn serve(
     let mut state = State::new(&service, request, &mut connection);
     let kicked = kick.kicked();
     tokio::pin!(kicked);
-    let hello = vec![text(hello.to_json())];
+    let hello = vec![text(&hello.to_json())];
     let stop = match write_all(&mut socket, kicked.as_mut(), hello, write_timeout).await {
         Err(stop) => stop,
         Ok(()) => run(&mut socket, &mut state, &registration, kicked, heartbeat).await,
     };
-    match stop {
-        Stop::Close(frame) => {
-            if frame.code == HEARTBEAT_TIMEOUT {
+    // What goes out last, within the write timeout; then the socket is dropped, whatever
+    // the client does.
+    let last = match stop {
+        Stop::Close(code, reason) => {
+            if code == HEARTBEAT_TIMEOUT {
                 service.metrics().kicked("heartbeat");
             }
-            // The close frame goes out within the write timeout; then the socket is
-            // dropped, whatever the client does.
-            let close = socket.send(Message::Close(Some(frame)));
-            let _ = tokio::time::timeout(write_timeout, close).await;
+            socket
+                .take_control()
+                .into_iter()
+                .chain([protocol::close_frame(code, reason)])
+                .collect()
         }
-        Stop::Stalled => service.metrics().kicked("write_timeout"),
-        Stop::Gone => {}
+        // The protocol's own last words, if any: the reply to the client's close.
+        Stop::Gone => socket.take_control().into_iter().collect(),
+        Stop::Stalled => {
+            service.metrics().kicked("write_timeout");
+            Vec::new()
+        }
+    };
+    if !last.is_empty() {
+        let progress = AtomicU64::new(0);
+        let _ = tokio::time::timeout(write_timeout, socket.write(&last, &progress)).await;
     }
     tracing::debug!(connection = id, "socket closed");
 }
 
 async fn run(
-    socket: &mut WebSocket,
+    socket: &mut Wire,
     state: &mut State<'_>,
     registration: &Registration,
     mut kicked: Pin<&mut impl Future<Output = ()>>,
@@ -108,7 +120,7 @@ async fn run(
     let closing = registration.signal().closing();
     tokio::pin!(closing);
     loop {
-        let outbound: Vec<Utf8Bytes> = tokio::select! {
+        let mut outbound: Vec<Bytes> = tokio::select! {
             biased;
             () = &mut kicked => return close(close_code::AGAIN, "too slow to keep up; reconnect"),
             () = &mut closing => {
@@ -122,7 +134,7 @@ async fn run(
                 match inbound {
                     None | Some(Ok(Message::Close(_))) => return Stop::Gone,
                     Some(Err(error)) => return close_for(error),
-                    Some(Ok(Message::Text(request))) => match state.request(&request) {
+                    Some(Ok(Message::Text(request))) => match state.request(request.as_str()) {
                         Ok(replies) => replies,
                         Err(stop) => return stop,
                     },
@@ -131,7 +143,7 @@ async fn run(
                         "binary frames are not accepted; send JSON text".into(),
                         None,
                     )],
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Vec::new(),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Vec::new(),
                 }
             }
             Some(done) = state.pending.next(), if !state.pending.is_empty() => {
@@ -163,9 +175,14 @@ async fn run(
                     tracing::debug!(connection = state.connection.id().get(), "heartbeat timeout");
                     return close(HEARTBEAT_TIMEOUT, "no heartbeat from the client");
                 }
-                vec![Utf8Bytes::from(Reply::Ping.to_json())]
+                vec![text(&Reply::Ping.to_json())]
             }
         };
+        // A pong or a close reply the protocol made while reading goes out first, between
+        // whole frames.
+        if let Some(control) = socket.take_control() {
+            outbound.insert(0, control);
+        }
         if let Err(stop) = write_all(socket, kicked.as_mut(), outbound, write_timeout).await {
             return stop;
         }
@@ -176,25 +193,19 @@ async fn run(
 /// the write makes no progress for `timeout`: a stalled write must not hold a slow
 /// client's resources forever. A write that times out drops the connection.
 async fn write_all(
-    socket: &mut WebSocket,
+    socket: &mut Wire,
     kicked: Pin<&mut impl Future<Output = ()>>,
-    messages: Vec<Utf8Bytes>,
+    messages: Vec<Bytes>,
     timeout: Duration,
 ) -> Result<(), Stop> {
     if messages.is_empty() {
         return Ok(());
     }
     // A long replay to a client that reads is fine; a client that reads nothing is not:
-    // the watchdog fails the write when a whole timeout passes without a message going
+    // the watchdog fails the write when a whole timeout passes without a byte going
     // out. (No timer per message: it checks a counter.)
     let progress = AtomicU64::new(0);
-    let send = async {
-        for message in messages {
-            socket.feed(Message::Text(message)).await?;
-            progress.fetch_add(1, Ordering::Relaxed);
-        }
-        socket.flush().await
-    };
+    let send = socket.write(&messages, &progress);
     let mut send = std::pin::pin!(send);
     // Most writes finish at once (the socket has room): no timer for those.
     if let Some(sent) = futures_util::FutureExt::now_or_never(&mut send) {
@@ -206,9 +217,9 @@ async fn write_all(
 }
 
 /// A write that did not finish at once: it goes on until done, the kick, or a whole
-/// `timeout` without a message going out.
+/// `timeout` without a byte going out.
 async fn wait_for_write(
-    send: Pin<&mut impl Future<Output = Result<(), axum::Error>>>,
+    send: Pin<&mut impl Future<Output = std::io::Result<()>>>,
     kicked: Pin<&mut impl Future<Output = ()>>,
     progress: &AtomicU64,
     timeout: Duration,
@@ -241,7 +252,7 @@ fn stalled() -> Stop {
 
 /// On shutdown: write what is queued (for a bounded time), then ask for a reconnect.
 async fn flush_for_shutdown(
-    socket: &mut WebSocket,
+    socket: &mut Wire,
     connection: &mut Connection,
     mut kicked: Pin<&mut impl Future<Output = ()>>,
     write_timeout: Duration,
@@ -257,31 +268,31 @@ async fn flush_for_shutdown(
     close(close_code::RESTART, "server restarting; reconnect")
 }
 
-fn text(json: String) -> Utf8Bytes {
-    Utf8Bytes::from(json)
+/// A text message, framed.
+fn text(json: &str) -> Bytes {
+    protocol::text_frame(json)
 }
 
 /// The close frame owed to the client after a read error, if any.
-fn close_for(error: axum::Error) -> Stop {
-    let inner = error.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(capacity)) => {
+fn close_for(error: tungstenite::Error) -> Stop {
+    match error {
+        tungstenite::Error::Capacity(capacity) => {
             tracing::debug!(error = %capacity, "inbound message over the size limit");
             close(
                 close_code::SIZE,
                 "message too big: the limit is 65536 bytes",
             )
         }
-        Some(tungstenite::Error::Protocol(protocol)) => {
+        tungstenite::Error::Protocol(protocol) => {
             tracing::debug!(error = %protocol, "WebSocket protocol error");
             close(close_code::PROTOCOL, "protocol error")
         }
-        Some(tungstenite::Error::Utf8(_)) => {
+        tungstenite::Error::Utf8(_) => {
             tracing::debug!("a text message that is not UTF-8");
             close(close_code::INVALID, "text messages must be UTF-8")
         }
-        _ => {
-            tracing::debug!(error = %inner, "socket read failed");
+        error => {
+            tracing::debug!(%error, "socket read failed");
             Stop::Gone
         }
     }
@@ -290,10 +301,10 @@ fn close_for(error: axum::Error) -> Stop {
 /// An `error` frame. The token is echoed so that the client knows which stream was
 /// refused, unless it is longer than any token the server signs: a refusal never sends
 /// back more than it has to.
-fn error_reply(code: ErrorCode, message: String, token: Option<&str>) -> Utf8Bytes {
+fn error_reply(code: ErrorCode, message: String, token: Option<&str>) -> Bytes {
     let token = token.filter(|token| token.len() <= crate::signing::MAX_TOKEN_LEN);
     text(
-        Reply::Error {
+        &Reply::Error {
             code,
             message,
             token,

@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Utf8Bytes, close_code};
+use axum::extract::ws::close_code;
 use axum::http::request::Parts;
+use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 
 use super::rate::RateLimiter;
@@ -87,17 +88,12 @@ impl<'a> State<'a> {
     }
 
     /// An `error` frame, counted in the metrics by its code.
-    pub(super) fn refuse(
-        &self,
-        code: ErrorCode,
-        message: String,
-        token: Option<&str>,
-    ) -> Utf8Bytes {
+    pub(super) fn refuse(&self, code: ErrorCode, message: String, token: Option<&str>) -> Bytes {
         self.service.metrics().refused(code.as_str());
         error_reply(code, message, token)
     }
 
-    fn forbidden(&self, stream: &StreamName, reason: &Refusal, token: &str) -> Utf8Bytes {
+    fn forbidden(&self, stream: &StreamName, reason: &Refusal, token: &str) -> Bytes {
         self.refuse(
             ErrorCode::Forbidden,
             format!("subscription to `{stream}` refused: {reason}"),
@@ -107,7 +103,7 @@ impl<'a> State<'a> {
 
     /// Answers one request: its replies now (and any replayed frames, in order), or
     /// nothing yet when the answer waits for the authorizer or the broker.
-    pub(super) fn request(&mut self, request: &str) -> Result<Vec<Utf8Bytes>, Stop> {
+    pub(super) fn request(&mut self, request: &str) -> Result<Vec<Bytes>, Stop> {
         if !self.limiter.admit(Instant::now()) {
             self.refused_in_a_row += 1;
             if self.refused_in_a_row >= MAX_REFUSED_IN_A_ROW {
@@ -168,7 +164,7 @@ impl<'a> State<'a> {
                 stream: stream.as_str(),
                 token: &token,
             };
-            return Answer::Done(vec![text(reply.to_json())]);
+            return Answer::Done(vec![text(&reply.to_json())]);
         }
         if self.waiting.contains_key(&stream) {
             // Already asked; the answer to the first request will come.
@@ -210,7 +206,7 @@ impl<'a> State<'a> {
         stream: StreamName,
         token: String,
         since: Option<Since>,
-    ) -> Result<Vec<Utf8Bytes>, Stop> {
+    ) -> Result<Vec<Bytes>, Stop> {
         let subscribed = self.connection.subscribe(&stream, since);
         if subscribed.ask_broker {
             self.waiting.insert(stream.clone(), token.clone());
@@ -236,7 +232,7 @@ impl<'a> State<'a> {
         token: String,
         since: Option<Since>,
         resume: &Resume,
-    ) -> Vec<Utf8Bytes> {
+    ) -> Vec<Bytes> {
         let reply = Reply::Subscribed {
             stream: stream.as_str(),
             token: &token,
@@ -245,14 +241,14 @@ impl<'a> State<'a> {
             gap: resume.gap,
         };
         let mut out = Vec::with_capacity(1 + resume.replay.len());
-        out.push(text(reply.to_json()));
+        out.push(text(&reply.to_json()));
         out.extend(resume.replay.iter().map(|f| protocol::message(f).clone()));
         self.tokens.insert(stream.clone(), token);
         out
     }
 
     /// Carries on with work that was waiting.
-    pub(super) fn finish(&mut self, done: Done) -> Result<Vec<Utf8Bytes>, Stop> {
+    pub(super) fn finish(&mut self, done: Done) -> Result<Vec<Bytes>, Stop> {
         match done {
             Done::Authorized {
                 stream,
@@ -386,9 +382,9 @@ pub(crate) fn start_seq(since: Option<Since>, resume: &Resume) -> u64 {
 /// What a request produced.
 enum Answer {
     /// Replies to send (possibly none).
-    Done(Vec<Utf8Bytes>),
+    Done(Vec<Bytes>),
     /// The request was refused with this error frame.
-    Refused(Utf8Bytes),
+    Refused(Bytes),
     /// The connection must close.
     Stop(Stop),
 }
