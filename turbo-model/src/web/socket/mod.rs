@@ -75,7 +75,7 @@ pub(crate) async fn serve(
     let mut state = State::new(&service, request, &mut connection);
     let kicked = kick.kicked();
     tokio::pin!(kicked);
-    let hello = vec![text(&hello.to_json())];
+    let hello = vec![protocol::text_frame(&hello.to_json())];
     let stop = match write_all(&mut socket, kicked.as_mut(), hello, write_timeout).await {
         Err(stop) => stop,
         Ok(()) => run(&mut socket, &mut state, &registration, kicked, heartbeat).await,
@@ -175,7 +175,7 @@ async fn run(
                     tracing::debug!(connection = state.connection.id().get(), "heartbeat timeout");
                     return close(HEARTBEAT_TIMEOUT, "no heartbeat from the client");
                 }
-                vec![text(&Reply::Ping.to_json())]
+                vec![protocol::text_frame(&Reply::Ping.to_json())]
             }
         };
         // A pong or a close reply the protocol made while reading goes out first, between
@@ -268,11 +268,6 @@ async fn flush_for_shutdown(
     close(close_code::RESTART, "server restarting; reconnect")
 }
 
-/// A text message, framed.
-fn text(json: &str) -> Bytes {
-    protocol::text_frame(json)
-}
-
 /// The close frame owed to the client after a read error, if any.
 fn close_for(error: tungstenite::Error) -> Stop {
     match error {
@@ -303,7 +298,7 @@ fn close_for(error: tungstenite::Error) -> Stop {
 /// back more than it has to.
 fn error_reply(code: ErrorCode, message: String, token: Option<&str>) -> Bytes {
     let token = token.filter(|token| token.len() <= crate::signing::MAX_TOKEN_LEN);
-    text(
+    protocol::text_frame(
         &Reply::Error {
             code,
             message,

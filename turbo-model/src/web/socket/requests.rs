@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 
 use super::rate::RateLimiter;
-use super::{Stop, close, error_reply, text};
+use super::{Stop, close, error_reply};
 use crate::backend::{BoxFuture, Resume};
 use crate::hub::{Connection, Position, Since};
 use crate::name::StreamName;
@@ -164,7 +164,7 @@ impl<'a> State<'a> {
                 stream: stream.as_str(),
                 token: &token,
             };
-            return Answer::Done(vec![text(&reply.to_json())]);
+            return Answer::Done(vec![protocol::text_frame(&reply.to_json())]);
         }
         if self.waiting.contains_key(&stream) {
             // Already asked; the answer to the first request will come.
@@ -241,7 +241,7 @@ impl<'a> State<'a> {
             gap: resume.gap,
         };
         let mut out = Vec::with_capacity(1 + resume.replay.len());
-        out.push(text(&reply.to_json()));
+        out.push(protocol::text_frame(&reply.to_json()));
         out.extend(resume.replay.iter().map(|f| protocol::message(f).clone()));
         self.tokens.insert(stream.clone(), token);
         out

@@ -330,22 +330,18 @@ mod tests {
                 .filter(|(n, _)| *n != name)
                 .collect()
         };
-        assert_eq!(
-            refusal(Method::GET, &without("connection")),
-            NotWebSocket::Connection
-        );
-        assert_eq!(
-            refusal(Method::GET, &without("upgrade")),
-            NotWebSocket::Upgrade
-        );
-        assert_eq!(
-            refusal(Method::GET, &without("sec-websocket-version")),
-            NotWebSocket::Version
-        );
-        assert_eq!(
-            refusal(Method::GET, &without("sec-websocket-key")),
-            NotWebSocket::Key
-        );
+        for (missing, refused) in [
+            ("connection", NotWebSocket::Connection),
+            ("upgrade", NotWebSocket::Upgrade),
+            ("sec-websocket-version", NotWebSocket::Version),
+            ("sec-websocket-key", NotWebSocket::Key),
+        ] {
+            assert_eq!(
+                refusal(Method::GET, &without(missing)),
+                refused,
+                "{missing}"
+            );
+        }
         let mut old = without("sec-websocket-version");
         old.push(("sec-websocket-version", "8"));
         assert_eq!(refusal(Method::GET, &old), NotWebSocket::Version);
