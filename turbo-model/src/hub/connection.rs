@@ -1,14 +1,25 @@
 //! A connection's end of the hub, and the hub's handle on it.
+//!
+//! A connection's frames wait in its queue. Where the connection has a socket the hub's
+//! threads may write to (an [`Outlet`]), the thread that queued a broadcast writes it
+//! straight out when the socket has room, after the hub has let go of its locks: no
+//! wake-up of the connection's task, which only steps in when the socket is full, when
+//! its own replies must go first, or when it has frames to sift (see [`Out::held`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 
+use bytes::{Buf, Bytes};
 use futures_util::task::AtomicWaker;
 
 use super::{Frame, Hub, Position, Since, Subscribed};
 use crate::name::{ConnectionId, StreamName};
+
+/// Pieces written with one vectored write, at most.
+const MAX_SLICES: usize = 64;
 
 /// The hub's handle on a connection: where its frames go.
 #[derive(Clone, Debug)]
@@ -17,37 +28,150 @@ pub(super) struct Subscriber {
     pub(super) shared: Arc<ConnectionShared>,
 }
 
-/// What the hub and a connection share: the connection's queue of frames and its kick.
+/// What the hub and a connection share: the connection's outgoing side and its kick.
 ///
-/// The queue is a deque behind a lock that is held only to push or pop one frame, with
-/// one waker: the hub's threads push, one task (the connection's) pops. Bounded by
-/// `queue_frames` frames and by the connection's byte budget; past either, the
-/// connection is kicked (it reconnects and resumes). One allocation per connection for
-/// all of it, where a channel took two and about three times the memory.
+/// The queue is a deque behind a lock that is held to push, to pop, or to write to the
+/// socket without waiting; one waker: the hub's threads push, one task (the
+/// connection's) pops or writes. Bounded by `queue_frames` frames and by the
+/// connection's byte budget; past either, the connection is kicked (it reconnects and
+/// resumes). One allocation per connection for all of it.
 #[derive(Debug, Default)]
 pub(super) struct ConnectionShared {
     /// Raised when the hub kicks the connection.
     kicked: Flag,
     queued_bytes: AtomicUsize,
-    frames: Mutex<VecDeque<Arc<Frame>>>,
+    out: Mutex<Out>,
     /// The connection's task, waiting for a frame.
     arrived: AtomicWaker,
     /// The connection is gone: nothing more is queued.
     closed: AtomicBool,
+    /// Bytes written to the socket so far, by the task or the hub's threads: how a
+    /// stalled write is told from a slow one.
+    written: AtomicU64,
+}
+
+/// A socket the hub's threads may write to without waiting, and how a frame is written
+/// on it. Set by the transport with [`Connection::attach`].
+#[derive(Clone)]
+pub(crate) struct Outlet {
+    /// The socket, written only when it has room.
+    pub(crate) socket: Arc<dyn TryWrite>,
+    /// A frame's bytes on this socket, encoded once per frame.
+    pub(crate) encode: fn(&Frame) -> &Bytes,
+}
+
+impl std::fmt::Debug for Outlet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outlet")
+    }
+}
+
+/// A socket written without waiting: what it takes now, or `WouldBlock`.
+pub(crate) trait TryWrite: Send + Sync {
+    /// Writes as much of `pieces`, in order, as the socket takes now.
+    fn try_write_vectored(&self, pieces: &[IoSlice<'_>]) -> io::Result<usize>;
+}
+
+/// A connection's outgoing side, behind one lock.
+#[derive(Debug, Default)]
+pub(super) struct Out {
+    /// Frames the hub queued, in order.
+    frames: VecDeque<Arc<Frame>>,
+    /// Bytes that go out before `frames`: the rest of a frame a write cut off midway,
+    /// the connection's own replies, frames sifted by its task. Bounded by what one
+    /// request answers and one batch of frames: the task writes it all before it reads
+    /// again.
+    first: VecDeque<Bytes>,
+    /// Where the hub's threads may write the queue.
+    outlet: Option<Outlet>,
+    /// The connection's task holds the hub's threads off: it has replies to put before
+    /// the queued frames (a subscription's replay), or frames to sift (held back or
+    /// already replayed by a broker). They queue and wake it, and write nothing.
+    held: bool,
+}
+
+/// How a write went: `Pending` when the socket took less than everything.
+type WriteFn<'a> = dyn FnMut(&[IoSlice<'_>]) -> Poll<io::Result<usize>> + 'a;
+
+impl Out {
+    /// Writes `first`, then up to `max_frames` queued frames, through `write`, for as long
+    /// as it takes them. A frame cut off midway leaves its rest at the front of `first`,
+    /// so the socket always carries whole frames in order, whoever writes next.
+    fn write_out(
+        &mut self,
+        shared: &ConnectionShared,
+        encode: fn(&Frame) -> &Bytes,
+        mut max_frames: usize,
+        write: &mut WriteFn<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            let written = {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let firsts = self.first.iter().map(|piece| &piece[..]);
+                let frames = self
+                    .frames
+                    .iter()
+                    .take(max_frames)
+                    .map(|frame| &encode(frame)[..]);
+                let mut count = 0;
+                for (slice, piece) in slices.iter_mut().zip(firsts.chain(frames)) {
+                    *slice = IoSlice::new(piece);
+                    count += 1;
+                }
+                if count == 0 {
+                    return Poll::Ready(Ok(()));
+                }
+                match write(&slices[..count]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(written)) => written,
+                    other => return other.map_ok(|_| ()),
+                }
+            };
+            shared.written.fetch_add(written as u64, Ordering::Relaxed);
+            let mut left = written;
+            while left > 0 {
+                if let Some(piece) = self.first.front_mut() {
+                    if left < piece.len() {
+                        piece.advance(left);
+                        break;
+                    }
+                    left -= piece.len();
+                    self.first.pop_front();
+                    continue;
+                }
+                let Some(frame) = self.frames.pop_front() else {
+                    break;
+                };
+                shared.queued_bytes.fetch_sub(frame.len(), Ordering::AcqRel);
+                max_frames = max_frames.saturating_sub(1);
+                let bytes = encode(&frame);
+                if left < bytes.len() {
+                    self.first.push_back(bytes.slice(left..));
+                    break;
+                }
+                left -= bytes.len();
+            }
+            self.shrink();
+        }
+    }
+
+    /// A burst's room is given back once it has gone out.
+    fn shrink(&mut self) {
+        if self.frames.is_empty() && self.frames.capacity() > IDLE_QUEUE_CAPACITY {
+            self.frames.shrink_to(IDLE_QUEUE_CAPACITY);
+        }
+    }
 }
 
 impl ConnectionShared {
-    fn frames(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Frame>>> {
-        self.frames.lock().unwrap_or_else(PoisonError::into_inner)
+    fn out(&self) -> std::sync::MutexGuard<'_, Out> {
+        self.out.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn pop(&self) -> Option<Arc<Frame>> {
-        let mut frames = self.frames();
-        let frame = frames.pop_front();
-        // A burst's room is given back once it has gone out.
-        if frames.is_empty() && frames.capacity() > IDLE_QUEUE_CAPACITY {
-            frames.shrink_to(IDLE_QUEUE_CAPACITY);
-        }
+        let mut out = self.out();
+        let frame = out.frames.pop_front();
+        out.shrink();
         frame
     }
 }
@@ -56,7 +180,7 @@ impl ConnectionShared {
 pub(super) const IDLE_QUEUE_CAPACITY: usize = 8;
 
 impl Subscriber {
-    /// Queues `frame` or kicks the connection. Returns whether it was queued.
+    /// Queues `frame` or kicks the connection.
     pub(super) fn push(&self, frame: &Arc<Frame>, max_bytes: usize, max_frames: usize) -> Push {
         let len = frame.len();
         let before = self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
@@ -68,16 +192,41 @@ impl Subscriber {
             self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             return Push::Gone;
         }
-        let mut frames = self.shared.frames();
-        if frames.len() >= max_frames {
-            drop(frames);
+        let mut out = self.shared.out();
+        if out.frames.len() >= max_frames {
+            drop(out);
             self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             return self.kick();
         }
-        frames.push_back(Arc::clone(frame));
-        drop(frames);
+        out.frames.push_back(Arc::clone(frame));
+        let direct = out.outlet.is_some() && !out.held;
+        drop(out);
+        if direct {
+            return Push::Write;
+        }
         self.shared.arrived.wake();
         Push::Queued
+    }
+
+    /// Writes what is queued straight to the connection's socket, as far as it has room;
+    /// wakes the connection's task for the rest (or for an error, which it meets on its
+    /// own). Called with none of the hub's locks held.
+    pub(super) fn write(&self) {
+        let mut out = self.shared.out();
+        let Some(outlet) = out.outlet.clone().filter(|_| !out.held) else {
+            drop(out);
+            self.shared.arrived.wake();
+            return;
+        };
+        let mut write = |pieces: &[IoSlice<'_>]| match outlet.socket.try_write_vectored(pieces) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+            result => Poll::Ready(result),
+        };
+        let done = out.write_out(&self.shared, outlet.encode, usize::MAX, &mut write);
+        drop(out);
+        if !matches!(done, Poll::Ready(Ok(()))) {
+            self.shared.arrived.wake();
+        }
     }
 
     pub(super) fn kick(&self) -> Push {
@@ -87,7 +236,11 @@ impl Subscriber {
 }
 
 pub(super) enum Push {
+    /// Queued, and the connection's task woken.
     Queued,
+    /// Queued; whoever queued it writes it out ([`Subscriber::write`]) once it has let
+    /// go of the hub's locks.
+    Write,
     Kicked,
     Gone,
 }
@@ -109,6 +262,10 @@ pub struct Connection {
     held: HashMap<StreamName, Vec<Arc<Frame>>>,
     /// Frames a connection may hold, as it may queue.
     queue_frames: usize,
+    /// The connection's task asked to hold the hub's threads off (see [`Out::held`]).
+    holding: bool,
+    /// Whether `Out::held` is set, as last told: the lock is taken only to change it.
+    held_off: bool,
 }
 
 impl Connection {
@@ -123,7 +280,104 @@ impl Connection {
             floors: HashMap::new(),
             held: HashMap::new(),
             queue_frames,
+            holding: false,
+            held_off: false,
         }
+    }
+
+    /// Lets the hub's threads write this connection's frames to `outlet` while the
+    /// connection does not hold them off; its task then writes with
+    /// [`poll_send`](Self::poll_send), through the same queue.
+    pub(crate) fn attach(&mut self, outlet: Outlet) {
+        self.subscriber.shared.out().outlet = Some(outlet);
+    }
+
+    /// Holds the hub's threads off: frames queue for the task, which has replies to put
+    /// first. Call before a request can subscribe, so that nothing of the new stream
+    /// goes out before its reply and replay.
+    pub(crate) fn hold(&mut self) {
+        self.holding = true;
+        self.sync_held();
+    }
+
+    /// Puts `pieces` (whole frames) to go out next, before the queued frames.
+    pub(crate) fn send_first(&mut self, pieces: Vec<Bytes>) {
+        if !pieces.is_empty() {
+            self.subscriber.shared.out().first.extend(pieces);
+        }
+    }
+
+    /// Lets the hub's threads write again, once the replies are in place (see
+    /// [`hold`](Self::hold)), unless frames must be sifted.
+    pub(crate) fn release(&mut self) {
+        self.holding = false;
+        self.sync_held();
+    }
+
+    /// Whether the hub's threads must queue rather than write: the task asked, or frames
+    /// are to be sifted.
+    fn must_hold(&self) -> bool {
+        self.holding || !self.held.is_empty() || !self.floors.is_empty()
+    }
+
+    fn sync_held(&mut self) {
+        let held = self.must_hold();
+        if held != self.held_off {
+            self.held_off = held;
+            self.subscriber.shared.out().held = held;
+        }
+    }
+
+    /// Writes what goes out first, then up to `max_frames` queued frames, through
+    /// `write`, encoded with `encode`; `Pending` when `write` is. Cancel-safe: the
+    /// socket always carries whole frames in order, and what is not written stays for
+    /// the next call, the hub's threads' or the task's.
+    pub(crate) fn poll_send(
+        &mut self,
+        encode: fn(&Frame) -> &Bytes,
+        max_frames: usize,
+        write: &mut dyn FnMut(&[IoSlice<'_>]) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<()>> {
+        let mut max_frames = max_frames;
+        if !self.held.is_empty() || !self.floors.is_empty() {
+            // Frames held back or already replayed are sifted here, into what goes out
+            // first, a batch at a time.
+            let mut sifted = Vec::new();
+            while sifted.len() < max_frames.min(MAX_SLICES) {
+                let Some(frame) = self.try_next_frame() else {
+                    break;
+                };
+                sifted.push(encode(&frame).clone());
+            }
+            self.subscriber.shared.out().first.extend(sifted);
+            max_frames = 0;
+            self.sync_held();
+        }
+        let shared = &self.subscriber.shared;
+        shared.out().write_out(shared, encode, max_frames, write)
+    }
+
+    /// Resolves when something waits to be written by the task: queued frames, or the
+    /// rest of a write. Cancel-safe.
+    pub(crate) async fn ready(&self) {
+        let shared = &self.subscriber.shared;
+        let waiting = || {
+            let out = shared.out();
+            !out.frames.is_empty() || !out.first.is_empty()
+        };
+        std::future::poll_fn(|cx| {
+            if waiting() {
+                return Poll::Ready(());
+            }
+            shared.arrived.register(cx.waker());
+            // Queued before the waker was in place: not missed.
+            if waiting() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     }
 
     /// This connection's id.
@@ -219,7 +473,7 @@ impl Connection {
     /// Room for frames in this connection's queue.
     #[cfg(test)]
     pub(super) fn queue_capacity(&self) -> usize {
-        self.subscriber.shared.frames().capacity()
+        self.subscriber.shared.out().frames.capacity()
     }
 
     /// Bytes waiting in this connection's queue.
@@ -281,12 +535,24 @@ impl KickSignal {
     pub async fn kicked(&self) {
         self.0.kicked.raised().await;
     }
+
+    /// Bytes written to the connection's socket so far, by its task or the hub's
+    /// threads: how a stalled write is told from a slow one.
+    pub(crate) fn bytes_written(&self) -> u64 {
+        self.0.written.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
         self.subscriber.shared.closed.store(true, Ordering::Release);
-        self.subscriber.shared.frames().clear();
+        let mut out = self.subscriber.shared.out();
+        out.frames.clear();
+        out.first.clear();
+        // The hub's threads no longer write to the socket; it closes with its last
+        // holder.
+        out.outlet = None;
+        drop(out);
         for stream in self.streams.drain(..) {
             self.hub.remove(&stream, self.subscriber.id);
         }
@@ -331,5 +597,183 @@ impl Flag {
             }
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{HubSettings, Numbering};
+    use super::*;
+
+    /// A socket that takes `room` bytes, then would block.
+    #[derive(Default)]
+    struct Pipe {
+        taken: Mutex<Vec<u8>>,
+        room: AtomicUsize,
+        writes: AtomicUsize,
+    }
+
+    impl Pipe {
+        fn with_room(room: usize) -> Arc<Self> {
+            let pipe = Arc::new(Self::default());
+            pipe.room.store(room, Ordering::SeqCst);
+            pipe
+        }
+
+        fn taken(&self) -> String {
+            String::from_utf8(self.taken.lock().expect("lock").clone()).expect("text")
+        }
+
+        fn write(&self, pieces: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+            match self.try_write_vectored(pieces) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+                result => Poll::Ready(result),
+            }
+        }
+    }
+
+    impl TryWrite for Pipe {
+        fn try_write_vectored(&self, pieces: &[IoSlice<'_>]) -> io::Result<usize> {
+            let room = self.room.load(Ordering::SeqCst);
+            if room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut taken = self.taken.lock().expect("lock");
+            let mut written = 0;
+            for piece in pieces {
+                let take = piece.len().min(room - written);
+                taken.extend_from_slice(&piece[..take]);
+                written += take;
+            }
+            self.room.fetch_sub(written, Ordering::SeqCst);
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            Ok(written)
+        }
+    }
+
+    fn encode(frame: &Frame) -> &Bytes {
+        frame.encoded(0, |frame| format!("[{}]", frame.html()).into_bytes())
+    }
+
+    /// A hub, and a connection subscribed to `room:1` whose socket is `pipe`.
+    fn attached(pipe: &Arc<Pipe>) -> (Arc<Hub>, Connection, StreamName) {
+        let hub = Arc::new(Hub::new(
+            HubSettings::default(),
+            Arc::default(),
+            Numbering::Local,
+        ));
+        let room = StreamName::new("room:1").expect("valid");
+        let mut connection = hub.connect();
+        connection.subscribe(&room, None);
+        connection.attach(Outlet {
+            socket: Arc::clone(pipe) as Arc<dyn TryWrite>,
+            encode,
+        });
+        (hub, connection, room)
+    }
+
+    fn publish(hub: &Hub, room: &StreamName, html: &str) {
+        assert_eq!(hub.publish(room, Arc::from(html), None), 1);
+    }
+
+    #[test]
+    fn the_publisher_writes_to_a_socket_with_room_and_nothing_waits() {
+        let pipe = Pipe::with_room(1 << 20);
+        let (hub, mut connection, room) = attached(&pipe);
+        for html in ["a", "b", "c"] {
+            publish(&hub, &room, html);
+        }
+        assert_eq!(pipe.taken(), "[a][b][c]");
+        assert_eq!(pipe.writes.load(Ordering::SeqCst), 3);
+        assert!(connection.try_next_frame().is_none());
+        assert_eq!(connection.queued_bytes(), 0);
+        assert_eq!(connection.kick_signal().bytes_written(), 9);
+    }
+
+    #[test]
+    fn a_full_socket_keeps_whole_frames_in_order_whoever_writes_next() {
+        let pipe = Pipe::with_room(5);
+        let (hub, mut connection, room) = attached(&pipe);
+        publish(&hub, &room, "hello");
+        assert_eq!(
+            pipe.taken(),
+            "[hell",
+            "the socket took what it had room for"
+        );
+        // Full: queued, for the task or the next publisher.
+        publish(&hub, &room, "x");
+        assert_eq!(pipe.taken(), "[hell");
+        // The next publisher finishes the cut frame before its own.
+        pipe.room.store(100, Ordering::SeqCst);
+        publish(&hub, &room, "y");
+        assert_eq!(pipe.taken(), "[hello][x][y]");
+        // The task does the same when the socket has room again.
+        pipe.room.store(3, Ordering::SeqCst);
+        publish(&hub, &room, "zz");
+        publish(&hub, &room, "w");
+        assert_eq!(pipe.taken(), "[hello][x][y][zz");
+        let mut write = |pieces: &[IoSlice<'_>]| pipe.write(pieces);
+        assert!(connection.poll_send(encode, 64, &mut write).is_pending());
+        pipe.room.store(100, Ordering::SeqCst);
+        let mut write = |pieces: &[IoSlice<'_>]| pipe.write(pieces);
+        assert!(matches!(
+            connection.poll_send(encode, 64, &mut write),
+            Poll::Ready(Ok(()))
+        ));
+        assert_eq!(pipe.taken(), "[hello][x][y][zz][w]");
+        assert_eq!(connection.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn held_off_the_publisher_queues_and_the_replies_go_first() {
+        let pipe = Pipe::with_room(1 << 20);
+        let (hub, mut connection, room) = attached(&pipe);
+        connection.hold();
+        publish(&hub, &room, "a");
+        assert_eq!(pipe.taken(), "", "held off: nothing written");
+        connection.send_first(vec![Bytes::from_static(b"<subscribed>")]);
+        connection.release();
+        let mut write = |pieces: &[IoSlice<'_>]| pipe.write(pieces);
+        assert!(connection.poll_send(encode, 64, &mut write).is_ready());
+        assert_eq!(pipe.taken(), "<subscribed>[a]");
+        publish(&hub, &room, "b");
+        assert_eq!(
+            pipe.taken(),
+            "<subscribed>[a][b]",
+            "released: written at once"
+        );
+    }
+
+    #[test]
+    fn frames_to_sift_wait_for_the_task_which_drops_those_already_sent() {
+        let pipe = Pipe::with_room(1 << 20);
+        let (hub, mut connection, room) = attached(&pipe);
+        // A broker's replay went up to 2: frames up to it are not sent twice.
+        connection.floors.insert(room.clone(), 2);
+        connection.sync_held();
+        for html in ["1", "2", "3"] {
+            publish(&hub, &room, html);
+        }
+        assert_eq!(pipe.taken(), "");
+        let mut write = |pieces: &[IoSlice<'_>]| pipe.write(pieces);
+        assert!(connection.poll_send(encode, 64, &mut write).is_ready());
+        assert_eq!(pipe.taken(), "[3]");
+        // Past the floor, nothing is left to sift: the publisher writes again.
+        publish(&hub, &room, "4");
+        assert_eq!(pipe.taken(), "[3][4]");
+    }
+
+    #[test]
+    fn a_closed_connection_is_no_longer_written_to() {
+        let pipe = Pipe::with_room(1 << 20);
+        let (hub, connection, room) = attached(&pipe);
+        let writes = Subscriber {
+            id: connection.id(),
+            shared: Arc::clone(&connection.subscriber.shared),
+        };
+        drop(connection);
+        assert_eq!(hub.publish(&room, Arc::from("a"), None), 0);
+        writes.write();
+        assert_eq!(pipe.taken(), "");
     }
 }

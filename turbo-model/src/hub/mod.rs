@@ -56,8 +56,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-pub(crate) use connection::Flag;
 pub use connection::{Connection, KickSignal};
+pub(crate) use connection::{Flag, Outlet, TryWrite};
 use connection::{Push, Subscriber};
 pub use frame::{Frame, Gap, Position, Since};
 pub(crate) use frame::{Record, Resolution, UNKNOWN, resolve};
@@ -435,26 +435,30 @@ impl Hub {
         );
         state.position = Some(position);
         let frame = Frame::message(stream, position, clock::now_micros(), html);
-        let delivered = self.fan_out(&mut shard, stream, &frame, except);
+        let mut writes = Vec::new();
+        let delivered = self.fan_out(&mut shard, stream, &frame, except, &mut writes);
         drop(shard);
+        write_out(writes);
         self.evict_over_budget();
         delivered
     }
 
     /// Keeps `frame` in the history (within the byte budget) and pushes it onto every
-    /// subscriber's queue (a skip for `except`).
+    /// subscriber's queue (a skip for `except`); adds to `writes` the subscribers whose
+    /// sockets the caller writes to once the shard is unlocked.
     fn fan_out(
         &self,
         shard: &mut Shard,
         stream: &StreamName,
         frame: &Arc<Frame>,
         except: Option<ConnectionId>,
+        writes: &mut Vec<Subscriber>,
     ) -> usize {
         self.metrics.frame_built();
         let state = self.state(shard, stream);
         let added = state.history.push(frame);
         let freed = state.history.trim(self.settings);
-        let delivered = self.push_to_subscribers(state, stream, frame, except);
+        let delivered = self.push_to_subscribers(state, stream, frame, except, writes);
         shard.bytes += added;
         shard.oldest = shard.oldest.min(frame.time());
         self.history_bytes.fetch_add(added, Ordering::AcqRel);
@@ -508,13 +512,15 @@ impl Hub {
     }
 
     /// Pushes `frame` onto every subscriber's queue (a skip for `except`); drops the
-    /// subscribers that are gone or too slow.
+    /// subscribers that are gone or too slow. Those whose sockets the caller is to write
+    /// go into `writes`.
     fn push_to_subscribers(
         &self,
         state: &mut StreamState,
         stream: &StreamName,
         frame: &Arc<Frame>,
         except: Option<ConnectionId>,
+        writes: &mut Vec<Subscriber>,
     ) -> usize {
         let (max_bytes, max_frames) = (self.settings.queue_bytes, self.settings.queue_frames);
         let mut skip: Option<Arc<Frame>> = None;
@@ -529,6 +535,11 @@ impl Hub {
             match subscriber.push(this, max_bytes, max_frames) {
                 Push::Queued => {
                     delivered += 1;
+                    true
+                }
+                Push::Write => {
+                    delivered += 1;
+                    writes.push(subscriber.clone());
                     true
                 }
                 Push::Kicked => {
@@ -593,8 +604,10 @@ impl Hub {
         state.position = Some(position);
         self.freed(&mut shard, freed);
         let frame = Frame::message(stream, position, time, html);
-        let delivered = self.fan_out(&mut shard, stream, &frame, except);
+        let mut writes = Vec::new();
+        let delivered = self.fan_out(&mut shard, stream, &frame, except, &mut writes);
         drop(shard);
+        write_out(writes);
         self.evict_over_budget();
         delivered
     }
@@ -821,6 +834,29 @@ impl Feed {
         self.hub.resync_all(why);
         Ok(())
     }
+}
+
+/// Subscribers whose sockets one task writes to, at most: a large fan-out is spread over
+/// the runtime's threads.
+const WRITES_PER_TASK: usize = 256;
+
+/// Writes the frames just queued for `writes` to their sockets, with no hub lock held.
+/// In a Tokio runtime the writes go to tasks of their own, [`WRITES_PER_TASK`]
+/// subscribers each, so that the publisher (a request that saved a row) does not wait
+/// for them; each connection's queue keeps its frames in order whoever writes them.
+fn write_out(mut writes: Vec<Subscriber>) {
+    if writes.is_empty() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        writes.iter().for_each(Subscriber::write);
+        return;
+    };
+    while writes.len() > WRITES_PER_TASK {
+        let chunk = writes.split_off(writes.len() - WRITES_PER_TASK);
+        runtime.spawn(async move { chunk.iter().for_each(Subscriber::write) });
+    }
+    runtime.spawn(async move { writes.iter().for_each(Subscriber::write) });
 }
 
 #[cfg(test)]

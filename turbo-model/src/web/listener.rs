@@ -6,12 +6,18 @@
 //! holds its task, its socket and its buffers until the client goes away, which may be
 //! never. Connections accepted here fail a write that has made no progress for the
 //! write timeout; the server then drops them.
+//!
+//! The stream endpoint also writes to the sockets it accepted here without going through
+//! hyper's upgraded connection: the hub's threads write a broadcast straight to every
+//! socket that has room (see `hub::connection`). [`PeerAddr`] carries the way to the
+//! socket, from the listener to the endpoint.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
@@ -48,7 +54,7 @@ impl Listener {
 }
 
 impl axum::serve::Listener for Listener {
-    type Io = DeadlineIo<TcpStream>;
+    type Io = DeadlineIo<SharedTcp>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -57,7 +63,10 @@ impl axum::serve::Listener for Listener {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
-        (DeadlineIo::new(stream, self.write_timeout), address)
+        (
+            DeadlineIo::new(SharedTcp(Arc::new(stream)), self.write_timeout),
+            address,
+        )
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
@@ -67,13 +76,107 @@ impl axum::serve::Listener for Listener {
 
 /// The client's address, as [`Listener`] accepted it: extract it with
 /// `ConnectInfo<PeerAddr>` after `into_make_service_with_connect_info::<PeerAddr>()`.
-/// The per-address connection limit uses it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PeerAddr(pub SocketAddr);
+/// The per-address connection limit uses it, and the stream endpoint finds the socket
+/// through it, to write broadcasts to it directly.
+#[derive(Clone, Debug)]
+pub struct PeerAddr(pub SocketAddr, Weak<TcpStream>);
+
+impl PeerAddr {
+    /// The accepted socket, while the connection is open.
+    pub(crate) fn socket(&self) -> Option<Arc<TcpStream>> {
+        self.1.upgrade()
+    }
+}
+
+impl PartialEq for PeerAddr {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for PeerAddr {}
+
+impl std::hash::Hash for PeerAddr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl Connected<IncomingStream<'_, Listener>> for PeerAddr {
     fn connect_info(stream: IncomingStream<'_, Listener>) -> Self {
-        Self(*stream.remote_addr())
+        Self(*stream.remote_addr(), Arc::downgrade(&stream.io().io.0))
+    }
+}
+
+/// An accepted TCP stream, which the stream endpoint may also write to once the
+/// connection is upgraded (a socket is written without `&mut` when it has room). The
+/// server (hyper) reads and writes it as any stream until then.
+#[derive(Debug)]
+pub struct SharedTcp(Arc<TcpStream>);
+
+impl AsyncRead for SharedTcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            // Not ready after all: readiness is cleared, and the next poll waits.
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(read) => {
+                    buf.advance(read);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SharedTcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        poll_write_vectored(&self.0, cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write))
+    }
+}
+
+/// Writes what `socket` takes, waiting for room when it takes nothing.
+pub(crate) fn poll_write_vectored(
+    socket: &TcpStream,
+    cx: &mut Context<'_>,
+    bufs: &[io::IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(socket.poll_write_ready(cx))?;
+        match socket.try_write_vectored(bufs) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            result => return Poll::Ready(result),
+        }
     }
 }
 

@@ -76,7 +76,7 @@ use axum::routing::get;
 
 use limits::Slot;
 pub(crate) use limits::{ConnectionLimits, open_file_limit};
-pub use listener::{DeadlineIo, Listener, PeerAddr};
+pub use listener::{DeadlineIo, Listener, PeerAddr, SharedTcp};
 pub use origin::{AllowedOrigins, reject_cross_site};
 pub use recheck::Subscriptions;
 use recheck::{Registration, Registry};

@@ -8,7 +8,7 @@ mod wire;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::close_code;
@@ -26,13 +26,13 @@ use super::Service;
 use super::limits::Slot;
 use super::protocol::{self, ErrorCode, Reply};
 use super::recheck::Registration;
-use crate::hub::Connection;
+use crate::hub::{Connection, KickSignal, Outlet};
 
 /// Close code for a client that stopped answering heartbeats.
 const HEARTBEAT_TIMEOUT: u16 = 4000;
 /// How long a shutting-down connection may spend flushing its queue.
 const FLUSH_FOR: Duration = Duration::from_secs(2);
-/// Queued frames written together, with one write, before the socket is read again.
+/// Queued frames the task writes before it reads the socket again.
 const BATCH: usize = 64;
 
 /// Why the loop stopped, and what to tell the client.
@@ -61,6 +61,12 @@ pub(crate) async fn serve(
     _slot: Slot,
 ) {
     let mut connection = service.hub().connect();
+    if let Some(shared) = socket.shared() {
+        connection.attach(Outlet {
+            socket: shared,
+            encode: protocol::message,
+        });
+    }
     let kick = connection.kick_signal();
     let id = connection.id().get();
     let heartbeat = service.settings().heartbeat;
@@ -75,13 +81,34 @@ pub(crate) async fn serve(
     let mut state = State::new(&service, request, &mut connection);
     let kicked = kick.kicked();
     tokio::pin!(kicked);
-    let hello = vec![protocol::text_frame(&hello.to_json())];
-    let stop = match write_all(&mut socket, kicked.as_mut(), hello, write_timeout).await {
-        Err(stop) => stop,
-        Ok(()) => run(&mut socket, &mut state, &registration, kicked, heartbeat).await,
+    state
+        .connection
+        .send_first(vec![protocol::text_frame(&hello.to_json())]);
+    let out = Out {
+        kick: &kick,
+        timeout: write_timeout,
     };
-    // What goes out last, within the write timeout; then the socket is dropped, whatever
-    // the client does.
+    let stop = match out
+        .send(&mut socket, state.connection, kicked.as_mut(), 0)
+        .await
+    {
+        Err(stop) => stop,
+        Ok(()) => {
+            run(
+                &mut socket,
+                &mut state,
+                &registration,
+                out,
+                kicked,
+                heartbeat,
+            )
+            .await
+        }
+    };
+    // What goes out last, within the write timeout, after the rest of a frame cut off
+    // midway; the hub's threads write no more. Then the socket is dropped, whatever the
+    // client does.
+    state.connection.hold();
     let last = match stop {
         Stop::Close(code, reason) => {
             if code == HEARTBEAT_TIMEOUT {
@@ -101,8 +128,9 @@ pub(crate) async fn serve(
         }
     };
     if !last.is_empty() {
-        let progress = AtomicU64::new(0);
-        let _ = tokio::time::timeout(write_timeout, socket.write(&last, &progress)).await;
+        state.connection.send_first(last);
+        let send = poll_send(&mut socket, state.connection, 0);
+        let _ = tokio::time::timeout(write_timeout, send).await;
     }
     tracing::debug!(connection = id, "socket closed");
 }
@@ -111,10 +139,10 @@ async fn run(
     socket: &mut Wire,
     state: &mut State<'_>,
     registration: &Registration,
+    out: Out<'_>,
     mut kicked: Pin<&mut impl Future<Output = ()>>,
     heartbeat: Duration,
 ) -> Stop {
-    let write_timeout = state.service.settings().write_timeout;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut last_heard = Instant::now();
     let closing = registration.signal().closing();
@@ -126,18 +154,21 @@ async fn run(
             () = &mut closing => {
                 // Boxed: the connection's task would otherwise be sized for this
                 // once-in-a-lifetime path, a few hundred bytes more for every connection.
-                let flush = flush_for_shutdown(socket, state.connection, kicked, write_timeout);
-                return Box::pin(flush).await;
+                return Box::pin(out.flush_for_shutdown(socket, state.connection, kicked)).await;
             }
             inbound = socket.recv() => {
                 last_heard = Instant::now();
                 match inbound {
                     None | Some(Ok(Message::Close(_))) => return Stop::Gone,
                     Some(Err(error)) => return close_for(error),
-                    Some(Ok(Message::Text(request))) => match state.request(request.as_str()) {
-                        Ok(replies) => replies,
-                        Err(stop) => return stop,
-                    },
+                    Some(Ok(Message::Text(request))) => {
+                        // A subscription's reply and replay go out before its frames.
+                        state.connection.hold();
+                        match state.request(request.as_str()) {
+                            Ok(replies) => replies,
+                            Err(stop) => return stop,
+                        }
+                    }
                     Some(Ok(Message::Binary(_))) => vec![state.refuse(
                         ErrorCode::BinaryNotSupported,
                         "binary frames are not accepted; send JSON text".into(),
@@ -147,29 +178,20 @@ async fn run(
                 }
             }
             Some(done) = state.pending.next(), if !state.pending.is_empty() => {
+                state.connection.hold();
                 match state.finish(done) {
                     Ok(replies) => replies,
                     Err(stop) => return stop,
                 }
             }
             asked = registration.signal().asked() => {
+                state.connection.hold();
                 state.recheck(|stream| asked.iter().any(|streams| streams.matches(stream)));
                 Vec::new()
             }
-            frame = state.connection.next_frame() => match frame {
-                // What else is queued goes out with it, before the socket is read again.
-                Some(frame) => {
-                    let mut batch = vec![protocol::message(&frame).clone()];
-                    while batch.len() < BATCH {
-                        match state.connection.try_next_frame() {
-                            Some(frame) => batch.push(protocol::message(&frame).clone()),
-                            None => break,
-                        }
-                    }
-                    batch
-                }
-                None => return Stop::Gone,
-            },
+            // Queued frames the hub's threads left: the socket was full, or they were
+            // held off. Written below, a batch at a time.
+            () = state.connection.ready() => Vec::new(),
             _ = ticker.tick() => {
                 if last_heard.elapsed() > heartbeat * 2 {
                     tracing::debug!(connection = state.connection.id().get(), "heartbeat timeout");
@@ -183,64 +205,105 @@ async fn run(
         if let Some(control) = socket.take_control() {
             outbound.insert(0, control);
         }
-        if let Err(stop) = write_all(socket, kicked.as_mut(), outbound, write_timeout).await {
+        state.connection.send_first(outbound);
+        state.connection.release();
+        if let Err(stop) = out
+            .send(socket, state.connection, kicked.as_mut(), BATCH)
+            .await
+        {
             return stop;
         }
     }
 }
 
-/// Writes text frames and flushes once, unless the hub kicks the connection first or
-/// the write makes no progress for `timeout`: a stalled write must not hold a slow
-/// client's resources forever. A write that times out drops the connection.
-async fn write_all(
-    socket: &mut Wire,
-    kicked: Pin<&mut impl Future<Output = ()>>,
-    messages: Vec<Bytes>,
+/// How a connection's task writes: within the write timeout, unless kicked.
+#[derive(Clone, Copy)]
+struct Out<'a> {
+    kick: &'a KickSignal,
     timeout: Duration,
-) -> Result<(), Stop> {
-    if messages.is_empty() {
-        return Ok(());
-    }
-    // A long replay to a client that reads is fine; a client that reads nothing is not:
-    // the watchdog fails the write when a whole timeout passes without a byte going
-    // out. (No timer per message: it checks a counter.)
-    let progress = AtomicU64::new(0);
-    let send = socket.write(&messages, &progress);
-    let mut send = std::pin::pin!(send);
-    // Most writes finish at once (the socket has room): no timer for those.
-    if let Some(sent) = futures_util::FutureExt::now_or_never(&mut send) {
-        return sent.map_err(|_| Stop::Gone);
-    }
-    // The slow path, boxed: its timer would otherwise take room in every connection's
-    // task for the whole of its life.
-    Box::pin(wait_for_write(send, kicked, &progress, timeout)).await
 }
 
-/// A write that did not finish at once: it goes on until done, the kick, or a whole
-/// `timeout` without a byte going out.
-async fn wait_for_write(
-    send: Pin<&mut impl Future<Output = std::io::Result<()>>>,
-    kicked: Pin<&mut impl Future<Output = ()>>,
-    progress: &AtomicU64,
-    timeout: Duration,
-) -> Result<(), Stop> {
-    let watchdog = async {
-        let mut seen = 0;
-        loop {
-            tokio::time::sleep(timeout).await;
-            let now = progress.load(Ordering::Relaxed);
-            if now == seen {
-                return;
-            }
-            seen = now;
+impl Out<'_> {
+    /// Writes what goes out first (replies, the rest of a frame) and up to `max_frames`
+    /// queued frames, and flushes, unless the hub kicks the connection first or the
+    /// write makes no progress for the timeout: a stalled write must not hold a slow
+    /// client's resources forever. A write that times out drops the connection.
+    async fn send(
+        self,
+        socket: &mut Wire,
+        connection: &mut Connection,
+        kicked: Pin<&mut impl Future<Output = ()>>,
+        max_frames: usize,
+    ) -> Result<(), Stop> {
+        let send = poll_send(socket, connection, max_frames);
+        let mut send = std::pin::pin!(send);
+        // Most writes finish at once (the socket has room): no timer for those.
+        if let Some(sent) = futures_util::FutureExt::now_or_never(&mut send) {
+            return sent.map_err(|_| Stop::Gone);
         }
-    };
-    tokio::select! {
-        biased;
-        () = kicked => Err(close(close_code::AGAIN, "too slow to keep up; reconnect")),
-        sent = send => sent.map_err(|_| Stop::Gone),
-        () = watchdog => Err(stalled()),
+        // The slow path, boxed: its timer would otherwise take room in every
+        // connection's task for the whole of its life.
+        Box::pin(self.wait_for_write(send, kicked)).await
     }
+
+    /// A write that did not finish at once: it goes on until done, the kick, or a whole
+    /// timeout without a byte going out. (No timer per message: it checks a counter of
+    /// the bytes written, by the task or the hub's threads.)
+    async fn wait_for_write(
+        self,
+        send: Pin<&mut impl Future<Output = std::io::Result<()>>>,
+        kicked: Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<(), Stop> {
+        let watchdog = async {
+            let mut seen = self.kick.bytes_written();
+            loop {
+                tokio::time::sleep(self.timeout).await;
+                let now = self.kick.bytes_written();
+                if now == seen {
+                    return;
+                }
+                seen = now;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = kicked => Err(close(close_code::AGAIN, "too slow to keep up; reconnect")),
+            sent = send => sent.map_err(|_| Stop::Gone),
+            () = watchdog => Err(stalled()),
+        }
+    }
+
+    /// On shutdown: write what is queued (for a bounded time), then ask for a reconnect.
+    async fn flush_for_shutdown(
+        self,
+        socket: &mut Wire,
+        connection: &mut Connection,
+        mut kicked: Pin<&mut impl Future<Output = ()>>,
+    ) -> Stop {
+        let flush = self.send(socket, connection, kicked.as_mut(), usize::MAX);
+        if let Ok(Err(stop)) = tokio::time::timeout(FLUSH_FOR, flush).await {
+            return stop;
+        }
+        close(close_code::RESTART, "server restarting; reconnect")
+    }
+}
+
+/// Writes what goes out first and up to `max_frames` queued frames to `socket`, then
+/// flushes it.
+fn poll_send(
+    socket: &mut Wire,
+    connection: &mut Connection,
+    max_frames: usize,
+) -> impl Future<Output = std::io::Result<()>> {
+    std::future::poll_fn(move |cx| {
+        let sent = connection.poll_send(protocol::message, max_frames, &mut |pieces| {
+            socket.poll_write_vectored(cx, pieces)
+        });
+        match sent {
+            Poll::Ready(Ok(())) => socket.poll_flush(cx),
+            other => other,
+        }
+    })
 }
 
 /// A write made no progress for the write timeout: the connection is dropped, without a
@@ -248,24 +311,6 @@ async fn wait_for_write(
 fn stalled() -> Stop {
     tracing::debug!("a write stalled past the write timeout; dropping the connection");
     Stop::Stalled
-}
-
-/// On shutdown: write what is queued (for a bounded time), then ask for a reconnect.
-async fn flush_for_shutdown(
-    socket: &mut Wire,
-    connection: &mut Connection,
-    mut kicked: Pin<&mut impl Future<Output = ()>>,
-    write_timeout: Duration,
-) -> Stop {
-    let mut queued = Vec::new();
-    while let Some(frame) = connection.try_next_frame() {
-        queued.push(protocol::message(&frame).clone());
-    }
-    let flush = write_all(socket, kicked.as_mut(), queued, write_timeout);
-    if let Ok(Err(stop)) = tokio::time::timeout(FLUSH_FOR, flush).await {
-        return stop;
-    }
-    close(close_code::RESTART, "server restarting; reconnect")
 }
 
 /// The close frame owed to the client after a read error, if any.

@@ -5,7 +5,10 @@
 //! frame, header and payload, is the same bytes for every subscriber: it is encoded
 //! once per broadcast ([`protocol::message`](super::protocol::message)) and written
 //! unchanged to every socket, with several queued frames in one vectored write. No
-//! copy per socket, and no write buffer kept per connection.
+//! copy per socket, and no write buffer kept per connection. Where the socket was
+//! accepted by this crate's [`Listener`](crate::web::Listener), it is written directly,
+//! not through hyper's upgraded connection, and the hub's threads write broadcasts to it
+//! too (see `hub::connection`).
 //!
 //! tungstenite keeps the read side: parsing, unmasking, size limits, UTF-8 checks, and
 //! the replies the protocol makes by itself (the pong to a ping, the reply to a close).
@@ -14,9 +17,10 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,21 +29,24 @@ use futures_util::StreamExt;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::{Message, Role, WebSocketConfig};
+
+use crate::hub::TryWrite;
+use crate::web::PeerAddr;
 
 /// Bytes the protocol's own replies may have waiting. A client that makes them pile up
 /// past this (pings faster than the connection sends) is a protocol error: its
 /// connection ends.
 const MAX_CONTROL_BYTES: usize = 4 * 1024;
 
-/// Frames written with one vectored write, at most.
-const MAX_SLICES: usize = 64;
-
 /// A request to open a stream connection, checked: what it takes to answer it.
 pub(crate) struct Handshake {
     accept: String,
     on_upgrade: OnUpgrade,
+    /// The socket under the connection, when this crate's listener accepted it.
+    direct: Option<Arc<TcpStream>>,
 }
 
 impl Handshake {
@@ -69,7 +76,15 @@ impl Handshake {
         let Some(on_upgrade) = request.extensions.remove::<OnUpgrade>() else {
             return Err(NotWebSocket::NotUpgradable);
         };
-        Ok(Self { accept, on_upgrade })
+        let direct = request
+            .extensions
+            .get::<ConnectInfo<PeerAddr>>()
+            .and_then(|ConnectInfo(peer)| peer.socket());
+        Ok(Self {
+            accept,
+            on_upgrade,
+            direct,
+        })
     }
 
     /// Answers the request (101), and runs `serve` on the socket once the connection
@@ -79,10 +94,14 @@ impl Handshake {
         F: FnOnce(Wire) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let Self { accept, on_upgrade } = self;
+        let Self {
+            accept,
+            on_upgrade,
+            direct,
+        } = self;
         tokio::spawn(async move {
             match on_upgrade.await {
-                Ok(upgraded) => serve(Wire::new(upgraded, config).await).await,
+                Ok(upgraded) => serve(Wire::new(upgraded, direct, config).await).await,
                 Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
             }
         });
@@ -205,22 +224,31 @@ impl AsyncWrite for Io {
 /// A stream connection's socket: client frames in, prepared frames out.
 pub(crate) struct Wire {
     inner: WebSocketStream<Io>,
-    /// The rest of a frame whose write was given up midway (the connection is closing):
-    /// it goes out before anything else, so that the close frame after it is read as
-    /// one.
-    rest: Option<Bytes>,
+    /// The socket itself, written without hyper, where this crate's listener accepted it.
+    direct: Option<Arc<TcpStream>>,
 }
 
 impl Wire {
-    async fn new(upgraded: hyper::upgrade::Upgraded, config: WebSocketConfig) -> Self {
+    async fn new(
+        upgraded: hyper::upgrade::Upgraded,
+        direct: Option<Arc<TcpStream>>,
+        config: WebSocketConfig,
+    ) -> Self {
         let io = Io {
             socket: TokioIo::new(upgraded),
             control: Vec::new(),
         };
         Self {
             inner: WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await,
-            rest: None,
+            direct,
         }
+    }
+
+    /// The socket, for the hub's threads to write to, if it can be shared.
+    pub(crate) fn shared(&self) -> Option<Arc<dyn TryWrite>> {
+        self.direct
+            .clone()
+            .map(|socket| -> Arc<dyn TryWrite> { socket })
     }
 
     /// The client's next message; `None` once the connection is gone. Cancel-safe.
@@ -244,51 +272,32 @@ impl Wire {
         (!control.is_empty()).then(|| Bytes::from(std::mem::take(control)))
     }
 
-    /// Writes whole frames in order, several per write, and flushes; counts the bytes
-    /// that have gone out in `progress`.
-    ///
-    /// Cancel-safe in that the socket stays a sequence of whole frames: a frame cut off
-    /// midway is finished by the next write, before its own frames. Frames not started
-    /// are dropped with the future.
-    pub(crate) async fn write(&mut self, frames: &[Bytes], progress: &AtomicU64) -> io::Result<()> {
-        let socket = &mut self.inner.get_mut().socket;
-        let rest = &mut self.rest;
-        let mut next = 0;
-        while rest.is_some() || next < frames.len() {
-            let written = std::future::poll_fn(|cx| {
-                let mut slices = [io::IoSlice::new(&[]); MAX_SLICES];
-                let pieces = rest.iter().chain(&frames[next..]).take(MAX_SLICES);
-                let mut count = 0;
-                for (slice, piece) in slices.iter_mut().zip(pieces) {
-                    *slice = io::IoSlice::new(piece);
-                    count += 1;
-                }
-                Pin::new(&mut *socket).poll_write_vectored(cx, &slices[..count])
-            })
-            .await?;
-            if written == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            progress.fetch_add(written as u64, Ordering::Relaxed);
-            let mut left = written;
-            if let Some(piece) = rest.take() {
-                if left < piece.len() {
-                    *rest = Some(piece.slice(left..));
-                    continue;
-                }
-                left -= piece.len();
-            }
-            while left > 0 {
-                let frame = &frames[next];
-                next += 1;
-                if left < frame.len() {
-                    *rest = Some(frame.slice(left..));
-                    break;
-                }
-                left -= frame.len();
-            }
+    /// Writes what the socket takes of `pieces`, in order, waiting for room when it takes
+    /// nothing. The caller keeps the socket a sequence of whole frames (see
+    /// `Connection::poll_send`).
+    pub(crate) fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        pieces: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match &self.direct {
+            Some(socket) => crate::web::listener::poll_write_vectored(socket, cx, pieces),
+            None => Pin::new(&mut self.inner.get_mut().socket).poll_write_vectored(cx, pieces),
         }
-        std::future::poll_fn(|cx| Pin::new(&mut *socket).poll_flush(cx)).await
+    }
+
+    /// Flushes what a wrapped socket (not this crate's listener's) may buffer.
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &self.direct {
+            Some(_) => Poll::Ready(Ok(())),
+            None => Pin::new(&mut self.inner.get_mut().socket).poll_flush(cx),
+        }
+    }
+}
+
+impl TryWrite for TcpStream {
+    fn try_write_vectored(&self, pieces: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        TcpStream::try_write_vectored(self, pieces)
     }
 }
 
