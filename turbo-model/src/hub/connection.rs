@@ -1,10 +1,10 @@
 //! A connection's end of the hub, and the hub's handle on it.
 //!
-//! A connection's frames wait in its queue. Where the connection has a socket the hub's
-//! threads may write to (an [`Outlet`]), the thread that queued a broadcast writes it
-//! straight out when the socket has room, after the hub has let go of its locks: no
-//! wake-up of the connection's task, which only steps in when the socket is full, when
-//! its own replies must go first, or when it has frames to sift (see [`Out::held`]).
+//! A connection's frames wait in its queue. Where the connection has a socket the hub
+//! may write to (an [`Outlet`]), the hub's writer (see `writer`) writes the queue
+//! straight out when the socket has room: no wake-up of the connection's task, which
+//! only steps in when the socket is full, when its own replies must go first, or when it
+//! has frames to sift (see [`Out::held`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
@@ -48,6 +48,8 @@ pub(super) struct ConnectionShared {
     /// Bytes written to the socket so far, by the task or the hub's threads: how a
     /// stalled write is told from a slow one.
     written: AtomicU64,
+    /// The hub's writer has this connection due: it is not added twice.
+    due: AtomicBool,
 }
 
 /// A socket the hub's threads may write to without waiting, and how a frame is written
@@ -200,7 +202,12 @@ impl Subscriber {
         }
         out.frames.push_back(Arc::clone(frame));
         let direct = out.outlet.is_some() && !out.held;
+        let due = direct && self.shared.due.swap(true, Ordering::AcqRel);
         drop(out);
+        if due {
+            // Its write will take this frame too.
+            return Push::Queued;
+        }
         if direct {
             return Push::Write;
         }
@@ -212,6 +219,8 @@ impl Subscriber {
     /// wakes the connection's task for the rest (or for an error, which it meets on its
     /// own). Called with none of the hub's locks held.
     pub(super) fn write(&self) {
+        // Cleared first: a frame queued from now on makes the connection due again.
+        self.shared.due.store(false, Ordering::Release);
         let mut out = self.shared.out();
         let Some(outlet) = out.outlet.clone().filter(|_| !out.held) else {
             drop(out);
@@ -236,10 +245,10 @@ impl Subscriber {
 }
 
 pub(super) enum Push {
-    /// Queued, and the connection's task woken.
+    /// Queued, and the connection's task woken, or a write of its queue is already due.
     Queued,
-    /// Queued; whoever queued it writes it out ([`Subscriber::write`]) once it has let
-    /// go of the hub's locks.
+    /// Queued; the connection is due for a write ([`Subscriber::write`]), which whoever
+    /// queued it asks for once it has let go of the hub's locks.
     Write,
     Kicked,
     Gone,
@@ -761,6 +770,21 @@ mod tests {
         // Past the floor, nothing is left to sift: the publisher writes again.
         publish(&hub, &room, "4");
         assert_eq!(pipe.taken(), "[3][4]");
+    }
+
+    #[tokio::test]
+    async fn frames_queued_before_the_writer_runs_go_out_in_one_write() {
+        let pipe = Pipe::with_room(1 << 20);
+        let (hub, connection, room) = attached(&pipe);
+        for html in ["a", "b", "c"] {
+            publish(&hub, &room, html);
+        }
+        assert_eq!(pipe.taken(), "", "the writer has not run yet");
+        assert_eq!(hub.writer.due(), 1, "due once, however many frames");
+        tokio::task::yield_now().await;
+        assert_eq!(pipe.taken(), "[a][b][c]");
+        assert_eq!(pipe.writes.load(Ordering::SeqCst), 1);
+        assert_eq!(connection.queued_bytes(), 0);
     }
 
     #[test]

@@ -27,7 +27,11 @@
 //!
 //! A broadcast is rendered once by its sender; the hub makes one shared [`Frame`] of it
 //! and each transport encodes that frame once; every subscriber receives the same shared
-//! bytes through one non-blocking queue push. A broadcast to a stream nobody watches is
+//! bytes through one non-blocking queue push. Sockets that the hub may write to (those
+//! accepted by [`web::Listener`](crate::web::Listener)) are then written by one writer
+//! task, without waking each connection's task: as many frames as each socket has room
+//! for, those that gathered in its queue meanwhile in one write; a connection's task
+//! writes only when its socket was full, or its own replies must go first. A broadcast to a stream nobody watches is
 //! kept for [`COLD_WINDOW`] (10 s), so that a page rendered meanwhile still gets it when
 //! it connects; then the stream's record is dropped.
 //!
@@ -49,6 +53,7 @@
 mod connection;
 mod frame;
 mod history;
+mod writer;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -191,6 +196,14 @@ pub struct Hub {
     forgotten_until: AtomicU64,
     /// Bytes of history kept over all shards.
     history_bytes: AtomicUsize,
+    /// Writes queued broadcasts to the sockets that have room.
+    writer: Arc<writer::Writer>,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.writer.close();
+    }
 }
 
 /// Streams are spread over this many locks, so that unrelated streams rarely contend.
@@ -246,6 +259,7 @@ impl Hub {
             // Whatever a previous process kept is gone.
             forgotten_until: AtomicU64::new(clock::now_micros()),
             history_bytes: AtomicUsize::new(0),
+            writer: Arc::default(),
         }
     }
 
@@ -438,7 +452,7 @@ impl Hub {
         let mut writes = Vec::new();
         let delivered = self.fan_out(&mut shard, stream, &frame, except, &mut writes);
         drop(shard);
-        write_out(writes);
+        self.writer.schedule(writes);
         self.evict_over_budget();
         delivered
     }
@@ -607,7 +621,7 @@ impl Hub {
         let mut writes = Vec::new();
         let delivered = self.fan_out(&mut shard, stream, &frame, except, &mut writes);
         drop(shard);
-        write_out(writes);
+        self.writer.schedule(writes);
         self.evict_over_budget();
         delivered
     }
@@ -834,29 +848,6 @@ impl Feed {
         self.hub.resync_all(why);
         Ok(())
     }
-}
-
-/// Subscribers whose sockets one task writes to, at most: a large fan-out is spread over
-/// the runtime's threads.
-const WRITES_PER_TASK: usize = 256;
-
-/// Writes the frames just queued for `writes` to their sockets, with no hub lock held.
-/// In a Tokio runtime the writes go to tasks of their own, [`WRITES_PER_TASK`]
-/// subscribers each, so that the publisher (a request that saved a row) does not wait
-/// for them; each connection's queue keeps its frames in order whoever writes them.
-fn write_out(mut writes: Vec<Subscriber>) {
-    if writes.is_empty() {
-        return;
-    }
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        writes.iter().for_each(Subscriber::write);
-        return;
-    };
-    while writes.len() > WRITES_PER_TASK {
-        let chunk = writes.split_off(writes.len() - WRITES_PER_TASK);
-        runtime.spawn(async move { chunk.iter().for_each(Subscriber::write) });
-    }
-    runtime.spawn(async move { writes.iter().for_each(Subscriber::write) });
 }
 
 #[cfg(test)]
