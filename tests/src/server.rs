@@ -29,6 +29,18 @@ pub fn turbo() -> &'static Turbo {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// How a test server accepts connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serving {
+    /// Through turbo-model's [`Listener`](turbo_model::web::Listener), with the client's
+    /// address, as [`Turbo::serve`](turbo_model::Turbo::serve) does: the hub writes
+    /// broadcasts straight to the sockets.
+    Listener,
+    /// Plain `axum::serve` on a `TcpListener`: each connection's task writes its socket,
+    /// through hyper's upgraded connection.
+    Plain,
+}
+
 /// A running chat: its base URL and its database.
 pub struct ChatServer {
     /// `http://127.0.0.1:PORT`, no trailing slash.
@@ -53,6 +65,15 @@ impl ChatServer {
     ///
     /// If the database or the listener cannot be set up.
     pub async fn start() -> Self {
+        Self::start_serving(Serving::Listener).await
+    }
+
+    /// As [`start`](Self::start), served as `serving` says.
+    ///
+    /// # Panics
+    ///
+    /// If the database or the listener cannot be set up.
+    pub async fn start_serving(serving: Serving) -> Self {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let file =
             std::env::temp_dir().join(format!("turbo-model-chat-{}-{}.db", std::process::id(), n));
@@ -69,7 +90,7 @@ impl ChatServer {
         ))
         .await
         .unwrap_or_else(|e| panic!("set id ranges: {e}"));
-        Self::start_with(db, file, base as i32 + 1, None).await
+        Self::start_with(db, file, base as i32 + 1, None, serving).await
     }
 
     /// Starts the chat on a fresh PostgreSQL database of the local server (dropped by
@@ -86,7 +107,14 @@ impl ChatServer {
         let db = chat::database(&url)
             .await
             .unwrap_or_else(|e| panic!("chat database at {url}: {e}"));
-        Self::start_with(db, std::path::PathBuf::new(), 1, Some(postgres)).await
+        Self::start_with(
+            db,
+            std::path::PathBuf::new(),
+            1,
+            Some(postgres),
+            Serving::Listener,
+        )
+        .await
     }
 
     /// Stops the server and drops its PostgreSQL database, if it has one.
@@ -112,6 +140,7 @@ impl ChatServer {
         file: std::path::PathBuf,
         first_id: i32,
         postgres: Option<crate::db::PgDatabase>,
+        serving: Serving,
     ) -> Self {
         let turbo = chat::turbo_builder(&db)
             .secret(TEST_SECRET)
@@ -124,8 +153,18 @@ impl ChatServer {
         let address = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("local address: {e}"));
+        // The chat's builder leaves the write timeout at its default.
+        let write_timeout = turbo_model::web::DEFAULT_WRITE_TIMEOUT;
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = match serving {
+                Serving::Listener => {
+                    let listener = turbo_model::web::Listener::new(listener, write_timeout);
+                    let app =
+                        app.into_make_service_with_connect_info::<turbo_model::web::PeerAddr>();
+                    axum::serve(listener, app).await
+                }
+                Serving::Plain => axum::serve(listener, app).await,
+            };
         });
         Self {
             base_url: format!("http://{address}"),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use turbo_model::web::protocol::MAX_INBOUND_BYTES;
-use turbo_model_tests::server::{ChatServer, turbo};
+use turbo_model_tests::server::{ChatServer, Serving, turbo};
 
 /// The `<li>` of an anonymous message.
 fn message_li(room: i32, id: i32, escaped_text: &str) -> String {
@@ -25,7 +25,12 @@ async fn subscribed_client(server: &ChatServer, room: i32) -> Client {
 
 #[tokio::test]
 async fn message_created_in_room_reaches_every_subscriber_as_the_rendered_component() {
-    let server = ChatServer::start().await;
+    for serving in [Serving::Listener, Serving::Plain] {
+        message_reaches_every_subscriber(ChatServer::start_serving(serving).await).await;
+    }
+}
+
+async fn message_reaches_every_subscriber(server: ChatServer) {
     let room = server.create_room("Lobby").await;
     let mut a = subscribed_client(&server, room).await;
     let mut b = subscribed_client(&server, room).await;
@@ -566,9 +571,17 @@ fn replace_html(text: &str) -> String {
     )
 }
 
+// The wire tests run on both ways of serving: sockets the hub writes to (the crate's
+// listener) and sockets only their connection's task writes to (plain axum).
+
 #[tokio::test]
 async fn broadcasts_larger_than_the_socket_buffers_arrive_whole_and_in_order() {
-    let server = ChatServer::start().await;
+    for serving in [Serving::Listener, Serving::Plain] {
+        large_broadcasts_arrive_whole(ChatServer::start_serving(serving).await).await;
+    }
+}
+
+async fn large_broadcasts_arrive_whole(server: ChatServer) {
     let (name, mut client) = named_stream_client(&server).await;
     // Three frames of 300 000 bytes queued at once, to a client that does not read for
     // a while: the socket takes them in pieces, written where the last write stopped.
@@ -589,7 +602,12 @@ async fn broadcasts_larger_than_the_socket_buffers_arrive_whole_and_in_order() {
 
 #[tokio::test]
 async fn pings_during_a_burst_get_their_pongs_and_never_break_a_frame() {
-    let server = ChatServer::start().await;
+    for serving in [Serving::Listener, Serving::Plain] {
+        pongs_between_whole_frames(ChatServer::start_serving(serving).await).await;
+    }
+}
+
+async fn pongs_between_whole_frames(server: ChatServer) {
     let (name, mut client) = named_stream_client(&server).await;
     const PINGS: usize = 50;
     const FRAMES: usize = 2 * PINGS;
@@ -625,9 +643,14 @@ async fn pings_during_a_burst_get_their_pongs_and_never_break_a_frame() {
 
 #[tokio::test]
 async fn a_close_from_the_client_gets_its_reply() {
+    for serving in [Serving::Listener, Serving::Plain] {
+        close_replied(ChatServer::start_serving(serving).await).await;
+    }
+}
+
+async fn close_replied(server: ChatServer) {
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-    let server = ChatServer::start().await;
     let mut client = Client::connect(&server.ws_url()).await;
     client
         .send(Message::Close(Some(CloseFrame {
