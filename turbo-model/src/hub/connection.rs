@@ -788,6 +788,24 @@ mod tests {
     }
 
     #[test]
+    fn a_hub_that_outlives_its_first_runtime_still_writes() {
+        let pipe = Pipe::with_room(1 << 20);
+        let (hub, _connection, room) = attached(&pipe);
+        for (html, expected) in [("a", "[a]"), ("b", "[a][b]")] {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                publish(&hub, &room, html);
+                tokio::task::yield_now().await;
+            });
+            // The runtime, and the writer's task with it, is gone.
+            drop(runtime);
+            assert_eq!(pipe.taken(), expected);
+        }
+    }
+
+    #[test]
     fn a_closed_connection_is_no_longer_written_to() {
         let pipe = Pipe::with_room(1 << 20);
         let (hub, connection, room) = attached(&pipe);

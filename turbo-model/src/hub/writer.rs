@@ -8,11 +8,13 @@
 //! task, so that a burst's writes take at most one of the runtime's threads and requests
 //! (the next message's POST) keep the others.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 
 use futures_util::task::AtomicWaker;
+use tokio::task::JoinHandle;
 
 use super::connection::Subscriber;
 
@@ -22,9 +24,11 @@ const WRITES_PER_TURN: usize = 1024;
 /// Connections due for a write, and the task that writes them.
 #[derive(Debug, Default)]
 pub(super) struct Writer {
-    due: Mutex<Vec<Subscriber>>,
+    due: Mutex<VecDeque<Subscriber>>,
     waker: AtomicWaker,
-    started: AtomicBool,
+    /// The task, once started; started again if its runtime went away (a hub used from
+    /// several runtimes, one after the other).
+    task: Mutex<Option<JoinHandle<()>>>,
     /// The hub is gone: the task ends once nothing is due.
     closed: AtomicBool,
 }
@@ -42,9 +46,11 @@ impl Writer {
             return;
         };
         self.lock().extend(connections);
-        if !self.started.swap(true, Ordering::AcqRel) {
-            runtime.spawn(Arc::clone(self).run());
+        let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        if task.as_ref().is_none_or(JoinHandle::is_finished) {
+            *task = Some(runtime.spawn(Arc::clone(self).run()));
         }
+        drop(task);
         self.waker.wake();
     }
 
@@ -60,37 +66,34 @@ impl Writer {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Subscriber>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Subscriber>> {
         self.due.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Writes what is due, a turn at a time. Nothing is held across an await: a task
+    /// dropped with its runtime leaves what it had not taken for the next one.
     async fn run(self: Arc<Self>) {
-        let mut writing = Vec::new();
         loop {
-            let closed = std::future::poll_fn(|cx| {
+            let turn = std::future::poll_fn(|cx| {
                 let mut due = self.lock();
                 if due.is_empty() {
                     self.waker.register(cx.waker());
                     if self.closed.load(Ordering::Acquire) {
-                        return Poll::Ready(true);
+                        return Poll::Ready(None);
                     }
                     return Poll::Pending;
                 }
-                std::mem::swap(&mut *due, &mut writing);
-                Poll::Ready(false)
+                let take = due.len().min(WRITES_PER_TURN);
+                Poll::Ready(Some(due.drain(..take).collect::<Vec<_>>()))
             })
             .await;
-            if closed {
+            let Some(turn) = turn else {
                 return;
+            };
+            turn.iter().for_each(Subscriber::write);
+            if turn.len() == WRITES_PER_TURN {
+                tokio::task::yield_now().await;
             }
-            for (written, connection) in writing.drain(..).enumerate() {
-                connection.write();
-                if written % WRITES_PER_TURN == WRITES_PER_TURN - 1 {
-                    tokio::task::yield_now().await;
-                }
-            }
-            // The room of a burst is not kept.
-            writing.shrink_to(WRITES_PER_TURN);
         }
     }
 }
