@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Poll;
+use std::task::{Poll, ready};
 
 use bytes::{Buf, Bytes};
 use futures_util::task::AtomicWaker;
@@ -326,7 +326,7 @@ impl Connection {
     /// Whether the hub's threads must queue rather than write: the task asked, or frames
     /// are to be sifted.
     fn must_hold(&self) -> bool {
-        self.holding || !self.held.is_empty() || !self.floors.is_empty()
+        self.holding || self.sifting()
     }
 
     fn sync_held(&mut self) {
@@ -347,23 +347,38 @@ impl Connection {
         max_frames: usize,
         write: &mut dyn FnMut(&[IoSlice<'_>]) -> Poll<io::Result<usize>>,
     ) -> Poll<io::Result<()>> {
-        let mut max_frames = max_frames;
-        if !self.held.is_empty() || !self.floors.is_empty() {
+        let mut left = max_frames;
+        while self.sifting() {
+            let shared = &self.subscriber.shared;
+            // One batch at a time: what was sifted goes out before more is.
+            ready!(shared.out().write_out(shared, encode, 0, write))?;
+            if left == 0 {
+                return Poll::Ready(Ok(()));
+            }
             // Frames held back or already replayed are sifted here, into what goes out
-            // first, a batch at a time.
+            // first.
             let mut sifted = Vec::new();
-            while sifted.len() < max_frames.min(MAX_SLICES) {
+            while sifted.len() < left.min(MAX_SLICES) {
                 let Some(frame) = self.try_next_frame() else {
                     break;
                 };
                 sifted.push(encode(&frame).clone());
             }
-            self.subscriber.shared.out().first.extend(sifted);
-            max_frames = 0;
+            left -= sifted.len();
+            let queue_empty = sifted.is_empty();
+            self.send_first(sifted);
             self.sync_held();
+            if queue_empty {
+                break;
+            }
         }
         let shared = &self.subscriber.shared;
-        shared.out().write_out(shared, encode, max_frames, write)
+        shared.out().write_out(shared, encode, left, write)
+    }
+
+    /// Whether queued frames must go through [`dequeued`](Self::dequeued) first.
+    fn sifting(&self) -> bool {
+        !self.held.is_empty() || !self.floors.is_empty()
     }
 
     /// Resolves when something waits to be written by the task: queued frames, or the
@@ -524,6 +539,20 @@ impl Connection {
         self.streams.swap_remove(at);
         self.held.remove(stream);
         self.hub.remove(stream, self.subscriber.id);
+        // Its replay floor goes too, once no frame of it is left to sift: a floor kept
+        // for a stream that sends nothing more would hold the hub's writer off for good.
+        if self.floors.contains_key(stream) {
+            let queued = self
+                .subscriber
+                .shared
+                .out()
+                .frames
+                .iter()
+                .any(|frame| frame.stream() == stream);
+            if !queued {
+                self.floors.remove(stream);
+            }
+        }
         true
     }
 
@@ -803,6 +832,78 @@ mod tests {
             drop(runtime);
             assert_eq!(pipe.taken(), expected);
         }
+    }
+
+    #[test]
+    fn sifting_a_slow_socket_keeps_one_batch_out_and_the_rest_queued() {
+        let pipe = Pipe::with_room(0);
+        let (hub, mut connection, room) = attached(&pipe);
+        // A replay floor on a quiet stream: the frames of the busy one are sifted.
+        let quiet = StreamName::new("room:2").expect("valid");
+        connection.subscribe(&quiet, None);
+        connection.floors.insert(quiet, 5);
+        connection.sync_held();
+        for i in 0..200 {
+            publish(&hub, &room, &i.to_string());
+        }
+        // Woken again and again while the socket takes nothing: one batch is sifted,
+        // the rest stays queued, counted against the connection's limits.
+        for _ in 0..5 {
+            let mut write = |pieces: &[IoSlice<'_>]| pipe.write(pieces);
+            assert!(connection.poll_send(encode, 64, &mut write).is_pending());
+        }
+        assert_eq!(connection.subscriber.shared.out().first.len(), 64);
+        assert_eq!(connection.subscriber.shared.out().frames.len(), 136);
+        // Room again, and a shutdown's flush: everything, in order.
+        pipe.room.store(1 << 20, Ordering::SeqCst);
+        let mut write = |pieces: &[IoSlice<'_>]| pipe.write(pieces);
+        assert!(
+            connection
+                .poll_send(encode, usize::MAX, &mut write)
+                .is_ready()
+        );
+        let all: String = (0..200).map(|i| format!("[{i}]")).collect();
+        assert_eq!(pipe.taken(), all);
+        assert_eq!(connection.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn a_floor_goes_with_its_stream_and_the_writer_writes_again() {
+        let pipe = Pipe::with_room(1 << 20);
+        let (hub, mut connection, room) = attached(&pipe);
+        let other = StreamName::new("room:2").expect("valid");
+        connection.subscribe(&other, None);
+        connection.floors.insert(other.clone(), 5);
+        connection.sync_held();
+        publish(&hub, &room, "a");
+        assert_eq!(pipe.taken(), "", "held off while a floor is kept");
+        assert!(connection.unsubscribe(&other));
+        connection.sync_held();
+        let mut write = |pieces: &[IoSlice<'_>]| pipe.write(pieces);
+        assert!(connection.poll_send(encode, 64, &mut write).is_ready());
+        publish(&hub, &room, "b");
+        assert_eq!(pipe.taken(), "[a][b]", "written at once again");
+    }
+
+    #[test]
+    fn connections_due_when_the_runtime_went_away_are_written_by_the_next_one() {
+        let pipe = Pipe::with_room(1 << 20);
+        let (hub, _connection, room) = attached(&pipe);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        // The writer is started but never runs: the runtime goes first.
+        runtime.block_on(async { publish(&hub, &room, "a") });
+        drop(runtime);
+        assert_eq!(pipe.taken(), "");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            publish(&hub, &room, "b");
+            tokio::task::yield_now().await;
+        });
+        assert_eq!(pipe.taken(), "[a][b]");
     }
 
     #[test]

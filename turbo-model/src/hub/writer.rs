@@ -38,14 +38,20 @@ impl Writer {
     /// `Subscriber::push`): in the writer's task inside a Tokio runtime, at once
     /// otherwise.
     pub(super) fn schedule(self: &Arc<Self>, connections: Vec<Subscriber>) {
-        if connections.is_empty() {
+        let mut due = self.lock();
+        if connections.is_empty() && due.is_empty() {
             return;
         }
+        due.extend(connections);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            connections.iter().for_each(Subscriber::write);
+            let now: Vec<Subscriber> = due.drain(..).collect();
+            drop(due);
+            now.iter().for_each(Subscriber::write);
             return;
         };
-        self.lock().extend(connections);
+        drop(due);
+        // Checked even when this publisher brought nothing: connections already due are
+        // not brought again, and wait for a task that may be gone with its runtime.
         let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
         if task.as_ref().is_none_or(JoinHandle::is_finished) {
             *task = Some(runtime.spawn(Arc::clone(self).run()));
@@ -73,6 +79,7 @@ impl Writer {
     /// Writes what is due, a turn at a time. Nothing is held across an await: a task
     /// dropped with its runtime leaves what it had not taken for the next one.
     async fn run(self: Arc<Self>) {
+        let mut since_yield = 0;
         loop {
             let turn = std::future::poll_fn(|cx| {
                 let mut due = self.lock();
@@ -91,7 +98,11 @@ impl Writer {
                 return;
             };
             turn.iter().for_each(Subscriber::write);
-            if turn.len() == WRITES_PER_TURN {
+            since_yield += turn.len();
+            // Short turns one after the other count too: the thread is let go every
+            // `WRITES_PER_TURN` writes, however they came.
+            if since_yield >= WRITES_PER_TURN {
+                since_yield = 0;
                 tokio::task::yield_now().await;
             }
         }

@@ -76,9 +76,11 @@ impl Handshake {
         let Some(on_upgrade) = request.extensions.remove::<OnUpgrade>() else {
             return Err(NotWebSocket::NotUpgradable);
         };
-        let direct = request
-            .extensions
-            .get::<ConnectInfo<PeerAddr>>()
+        // Only an HTTP/1.1 connection is handed over whole; over HTTP/2 a WebSocket
+        // would be one stream among others on the socket.
+        let direct = (request.version == axum::http::Version::HTTP_11)
+            .then(|| request.extensions.get::<ConnectInfo<PeerAddr>>())
+            .flatten()
             .and_then(|ConnectInfo(peer)| peer.socket());
         Ok(Self {
             accept,
