@@ -91,8 +91,8 @@
 //! <ul id="messages">{% for message in messages %}{% include "chat/components/message.html" %}{% endfor %}</ul>
 //! ```
 //!
-//! At start-up, build and install the [`Turbo`] and merge its router (the WebSocket
-//! endpoint and the client script) into the application's:
+//! At start-up, build and install the [`Turbo`], merge its router (the WebSocket
+//! endpoint and the client script) into the application's, and serve:
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -101,9 +101,15 @@
 //!     .install()?;
 //! let app: axum::Router = axum::Router::new().merge(turbo.router());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! axum::serve(listener, app).await?;
+//! turbo.serve(listener, app, std::time::Duration::from_secs(5)).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! [`Turbo::serve`] is `axum::serve` with a graceful shutdown for live pages and
+//! turbo-model's [`web::Listener`], through which the hub writes each broadcast straight
+//! to every socket that has room, without waking the connection's task. Plain
+//! `axum::serve` on a `TcpListener` works too; each connection's task then writes its
+//! own socket, at a higher cost per delivery.
 //!
 //! The page must load Turbo 8 (`@hotwired/turbo` from npm, served by the app).
 //!
