@@ -641,13 +641,20 @@ mod tag {
         })
     }
 
+    /// A template variable's name: Tera's words (`if`, `in`, `not`, …) are not names.
+    fn ident() -> impl Strategy<Value = String> {
+        const WORDS: &[&str] = &[
+            "and", "or", "not", "in", "is", "if", "else", "true", "false", "none",
+        ];
+        "[a-z_][a-z0-9_]{0,8}".prop_filter("not a word of Tera's", |i| !WORDS.contains(&i.as_str()))
+    }
+
     /// One argument of the tag and the name the rewrite gives it.
     fn argument() -> impl Strategy<Value = (String, String)> {
-        let ident = "[a-z_][a-z0-9_]{0,8}";
         prop_oneof![
-            ident.prop_map(|i| (i.clone(), i)),
-            (ident, ident).prop_map(|(a, b)| (format!("{a}.{b}"), b)),
-            (ident, 0..9u8).prop_map(|(a, n)| (format!("{a}[{n}]"), a)),
+            ident().prop_map(|i| (i.clone(), i)),
+            (ident(), ident()).prop_map(|(a, b)| (format!("{a}.{b}"), b)),
+            (ident(), 0..9u8).prop_map(|(a, n)| (format!("{a}[{n}]"), a)),
             "[a-z0-9 ,:()\\[\\]]{0,10}".prop_map(|s| (format!("\"{s}\""), String::new())),
         ]
     }
