@@ -72,6 +72,15 @@ impl std::fmt::Debug for Outlet {
 pub(crate) trait TryWrite: Send + Sync {
     /// Writes as much of `pieces`, in order, as the socket takes now.
     fn try_write_vectored(&self, pieces: &[IoSlice<'_>]) -> io::Result<usize>;
+
+    /// As [`try_write_vectored`](Self::try_write_vectored), `Pending` for `WouldBlock`
+    /// (no waker is registered: the caller wakes whoever waits on the socket).
+    fn write_now(&self, pieces: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        match self.try_write_vectored(pieces) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+            result => Poll::Ready(result),
+        }
+    }
 }
 
 /// A connection's outgoing side, behind one lock.
@@ -227,10 +236,7 @@ impl Subscriber {
             self.shared.arrived.wake();
             return;
         };
-        let mut write = |pieces: &[IoSlice<'_>]| match outlet.socket.try_write_vectored(pieces) {
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
-            result => Poll::Ready(result),
-        };
+        let mut write = |pieces: &[IoSlice<'_>]| outlet.socket.write_now(pieces);
         let done = out.write_out(&self.shared, outlet.encode, usize::MAX, &mut write);
         drop(out);
         if !matches!(done, Poll::Ready(Ok(()))) {
@@ -661,13 +667,6 @@ mod tests {
         fn taken(&self) -> String {
             String::from_utf8(self.taken.lock().expect("lock").clone()).expect("text")
         }
-
-        fn write(&self, pieces: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
-            match self.try_write_vectored(pieces) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
-                result => Poll::Ready(result),
-            }
-        }
     }
 
     impl TryWrite for Pipe {
@@ -750,10 +749,10 @@ mod tests {
         publish(&hub, &room, "zz");
         publish(&hub, &room, "w");
         assert_eq!(pipe.taken(), "[hello][x][y][zz");
-        let mut write = |pieces: &[IoSlice<'_>]| pipe.write(pieces);
+        let mut write = |pieces: &[IoSlice<'_>]| pipe.write_now(pieces);
         assert!(connection.poll_send(encode, 64, &mut write).is_pending());
         pipe.room.store(100, Ordering::SeqCst);
-        let mut write = |pieces: &[IoSlice<'_>]| pipe.write(pieces);
+        let mut write = |pieces: &[IoSlice<'_>]| pipe.write_now(pieces);
         assert!(matches!(
             connection.poll_send(encode, 64, &mut write),
             Poll::Ready(Ok(()))
@@ -771,7 +770,7 @@ mod tests {
         assert_eq!(pipe.taken(), "", "held off: nothing written");
         connection.send_first(vec![Bytes::from_static(b"<subscribed>")]);
         connection.release();
-        let mut write = |pieces: &[IoSlice<'_>]| pipe.write(pieces);
+        let mut write = |pieces: &[IoSlice<'_>]| pipe.write_now(pieces);
         assert!(connection.poll_send(encode, 64, &mut write).is_ready());
         assert_eq!(pipe.taken(), "<subscribed>[a]");
         publish(&hub, &room, "b");
@@ -793,7 +792,7 @@ mod tests {
             publish(&hub, &room, html);
         }
         assert_eq!(pipe.taken(), "");
-        let mut write = |pieces: &[IoSlice<'_>]| pipe.write(pieces);
+        let mut write = |pieces: &[IoSlice<'_>]| pipe.write_now(pieces);
         assert!(connection.poll_send(encode, 64, &mut write).is_ready());
         assert_eq!(pipe.taken(), "[3]");
         // Past the floor, nothing is left to sift: the publisher writes again.
@@ -849,14 +848,14 @@ mod tests {
         // Woken again and again while the socket takes nothing: one batch is sifted,
         // the rest stays queued, counted against the connection's limits.
         for _ in 0..5 {
-            let mut write = |pieces: &[IoSlice<'_>]| pipe.write(pieces);
+            let mut write = |pieces: &[IoSlice<'_>]| pipe.write_now(pieces);
             assert!(connection.poll_send(encode, 64, &mut write).is_pending());
         }
         assert_eq!(connection.subscriber.shared.out().first.len(), 64);
         assert_eq!(connection.subscriber.shared.out().frames.len(), 136);
         // Room again, and a shutdown's flush: everything, in order.
         pipe.room.store(1 << 20, Ordering::SeqCst);
-        let mut write = |pieces: &[IoSlice<'_>]| pipe.write(pieces);
+        let mut write = |pieces: &[IoSlice<'_>]| pipe.write_now(pieces);
         assert!(
             connection
                 .poll_send(encode, usize::MAX, &mut write)
@@ -879,7 +878,7 @@ mod tests {
         assert_eq!(pipe.taken(), "", "held off while a floor is kept");
         assert!(connection.unsubscribe(&other));
         connection.sync_held();
-        let mut write = |pieces: &[IoSlice<'_>]| pipe.write(pieces);
+        let mut write = |pieces: &[IoSlice<'_>]| pipe.write_now(pieces);
         assert!(connection.poll_send(encode, 64, &mut write).is_ready());
         publish(&hub, &room, "b");
         assert_eq!(pipe.taken(), "[a][b]", "written at once again");
