@@ -31,9 +31,11 @@
 //! accepted by [`web::Listener`](crate::web::Listener)) are then written by one writer
 //! task, without waking each connection's task: as many frames as each socket has room
 //! for, those that gathered in its queue meanwhile in one write; a connection's task
-//! writes only when its socket was full, or its own replies must go first. A broadcast to a stream nobody watches is
-//! kept for [`COLD_WINDOW`] (10 s), so that a page rendered meanwhile still gets it when
-//! it connects; then the stream's record is dropped.
+//! writes only when its socket was full, or its own replies must go first.
+//!
+//! A broadcast to a stream nobody watches is kept for [`COLD_WINDOW`] (10 s), so that a
+//! page rendered meanwhile still gets it when it connects; then the stream's record is
+//! dropped.
 //!
 //! # Slow consumers
 //!
