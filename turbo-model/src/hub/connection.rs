@@ -302,8 +302,12 @@ impl Connection {
 
     /// Lets the hub's threads write this connection's frames to `outlet` while the
     /// connection does not hold them off; its task then writes with
-    /// [`poll_send`](Self::poll_send), through the same queue.
+    /// [`poll_send`](Self::poll_send), through the same queue. Called from the runtime
+    /// that serves the socket: the hub's writer runs there.
     pub(crate) fn attach(&mut self, outlet: Outlet) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.hub.writer.serve_from(runtime);
+        }
         self.subscriber.shared.out().outlet = Some(outlet);
     }
 
@@ -903,6 +907,58 @@ mod tests {
             tokio::task::yield_now().await;
         });
         assert_eq!(pipe.taken(), "[a][b]");
+    }
+
+    #[test]
+    fn a_publisher_on_a_runtime_driven_now_and_then_leaves_the_writes_to_the_serving_one() {
+        let pipe = Pipe::with_room(1 << 20);
+        let serving = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .expect("a runtime");
+        let (hub, _connection, room) = serving.block_on(async { attached(&pipe) });
+        // A job runner's runtime: driven while it runs a job, idle after, and kept.
+        let jobs = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        jobs.block_on(async { publish(&hub, &room, "a") });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while pipe.taken().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(pipe.taken(), "[a]", "written by the serving runtime");
+        drop(jobs);
+    }
+
+    #[test]
+    fn the_writer_moves_to_the_serving_runtime_with_what_is_due() {
+        let pipe = Pipe::with_room(1 << 20);
+        let (hub, _connection, room) = attached(&pipe);
+        let jobs = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        // The writer starts on the publisher's runtime, which then idles: "a" waits.
+        jobs.block_on(async { publish(&hub, &room, "a") });
+        assert_eq!(pipe.taken(), "");
+        let serving = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .expect("a runtime");
+        let other = Pipe::with_room(1 << 20);
+        let _served = serving.block_on(async {
+            let mut connection = hub.connect();
+            connection.attach(Outlet {
+                socket: Arc::clone(&other) as Arc<dyn TryWrite>,
+                encode,
+            });
+            connection
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while pipe.taken().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(pipe.taken(), "[a]", "written from the serving runtime");
+        drop(jobs);
     }
 
     #[test]
