@@ -35,6 +35,9 @@ pub fn default_database_url() -> String {
 /// for a web app: a write costs one fsync at checkpoints instead of several per
 /// transaction, readers do not wait for writers, and two chat processes can share
 /// the file. A crash loses no committed data; a power cut may lose the last commits.
+/// The pool does not ping a SQLite connection before handing it out: the database is a
+/// file this process opens, with no server to lose, and each ping is a round trip to the
+/// driver's thread (one less per statement; see BENCHMARKS.md, fourth sitting).
 ///
 /// Several processes may start at once on one new database: the migrations run in one
 /// transaction that first takes a lock (an advisory lock on PostgreSQL, the write lock
@@ -48,6 +51,10 @@ pub async fn database(url: &str) -> Result<DatabaseConnection, DbErr> {
 
     let mut options = ConnectOptions::new(url);
     options.sqlx_logging(false);
+    if url.starts_with("sqlite:") {
+        // See above: nothing to check, and a thread hand-off each time.
+        options.test_before_acquire(false);
+    }
     options.map_sqlx_sqlite_opts(|sqlite| {
         sqlite
             .journal_mode(SqliteJournalMode::Wal)
