@@ -14,6 +14,9 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// One client connection.
 pub struct Client {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// How long it waits for a frame that should come: [`WAIT`] unless made with
+    /// [`connect_patient`](Self::connect_patient).
+    patience: Duration,
 }
 
 /// What a read produced.
@@ -46,7 +49,23 @@ impl Client {
         let request = url
             .into_client_request()
             .unwrap_or_else(|e| panic!("request for {url}: {e}"));
-        Self::open(request).await
+        Self::open(request, WAIT).await
+    }
+
+    /// Connects and reads the `hello` frame, and waits up to `patience` for every frame
+    /// that should come (the `hello`, subscription replies, [`next`](Self::next)): for
+    /// tests that load the server on purpose, where a reply may come late and still
+    /// come.
+    ///
+    /// # Panics
+    ///
+    /// If the connection fails or does not start with `hello`.
+    pub async fn connect_patient(url: &str, patience: Duration) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let request = url
+            .into_client_request()
+            .unwrap_or_else(|e| panic!("request for {url}: {e}"));
+        Self::open(request, patience).await.0
     }
 
     /// Connects sending a `Cookie` header, like a browser with a session.
@@ -65,17 +84,18 @@ impl Client {
                 .parse()
                 .unwrap_or_else(|e| panic!("cookie header {cookie}: {e}")),
         );
-        Self::open(request).await.0
+        Self::open(request, WAIT).await.0
     }
 
     async fn open(
         request: tokio_tungstenite::tungstenite::handshake::client::Request,
+        patience: Duration,
     ) -> (Self, Value) {
         let url = request.uri().to_string();
         let (socket, _) = connect_async(request)
             .await
             .unwrap_or_else(|e| panic!("connect {url}: {e}"));
-        let mut client = Self { socket };
+        let mut client = Self { socket, patience };
         let hello = client.json().await;
         assert_eq!(hello["type"], "hello", "first frame is hello: {hello}");
         (client, hello)
@@ -160,7 +180,10 @@ impl Client {
         );
         match connect_async(request).await {
             Ok((socket, _)) => {
-                let mut client = Self { socket };
+                let mut client = Self {
+                    socket,
+                    patience: WAIT,
+                };
                 let hello = client.json().await;
                 assert_eq!(hello["type"], "hello");
                 Ok(client)
@@ -172,9 +195,9 @@ impl Client {
         }
     }
 
-    /// The next frame, or what ended the connection; panics after [`WAIT`].
+    /// The next frame, or what ended the connection; panics after the client's patience ([`WAIT`] by default).
     pub async fn next(&mut self) -> Received {
-        self.next_within(WAIT).await
+        self.next_within(self.patience).await
     }
 
     /// The next frame, or what ended the connection; panics after `wait`.

@@ -160,7 +160,10 @@ async fn websocket_client(url: String, token: String, cut: Arc<Notify>) -> Seen 
     let mut seen = Seen::default();
     let mut epoch: Option<String> = None;
     'connection: loop {
-        let mut client = Client::connect(&url).await;
+        // Patient: with another heavy test beside it on two cores, a reconnecting
+        // client's reply may come seconds late (after replays of thousands of frames to
+        // the others), and a reply that comes late is not a frame lost.
+        let mut client = Client::connect_patient(&url, PATIENCE).await;
         let reply = match &epoch {
             None => client.subscribe(&token).await,
             Some(e) => client.resume(&token, e, seen.applied).await,
