@@ -99,6 +99,10 @@ pub(super) struct Out {
     /// the queued frames (a subscription's replay), or frames to sift (held back or
     /// already replayed by a broker). They queue and wake it, and write nothing.
     held: bool,
+    /// The last write found the socket full: the connection's task waits for room and
+    /// then writes everything queued, so the hub's writer neither tries nor wakes it
+    /// for each frame meanwhile (a stalled client costs a queue push per frame).
+    blocked: bool,
 }
 
 /// How a write went: `Pending` when the socket took less than everything.
@@ -107,8 +111,21 @@ type WriteFn<'a> = dyn FnMut(&[IoSlice<'_>]) -> Poll<io::Result<usize>> + 'a;
 impl Out {
     /// Writes `first`, then up to `max_frames` queued frames, through `write`, for as long
     /// as it takes them. A frame cut off midway leaves its rest at the front of `first`,
-    /// so the socket always carries whole frames in order, whoever writes next.
+    /// so the socket always carries whole frames in order, whoever writes next. Notes
+    /// whether the socket was left full ([`blocked`](Self::blocked)).
     fn write_out(
+        &mut self,
+        shared: &ConnectionShared,
+        encode: fn(&Frame) -> &Bytes,
+        max_frames: usize,
+        write: &mut WriteFn<'_>,
+    ) -> Poll<io::Result<()>> {
+        let written = self.write_some(shared, encode, max_frames, write);
+        self.blocked = written.is_pending();
+        written
+    }
+
+    fn write_some(
         &mut self,
         shared: &ConnectionShared,
         encode: fn(&Frame) -> &Bytes,
@@ -210,6 +227,10 @@ impl Subscriber {
             return self.kick();
         }
         out.frames.push_back(Arc::clone(frame));
+        if out.blocked && !out.held {
+            // The task waits for the socket to have room, and then writes this too.
+            return Push::Queued;
+        }
         let direct = out.outlet.is_some() && !out.held;
         let due = direct && self.shared.due.swap(true, Ordering::AcqRel);
         drop(out);
@@ -659,6 +680,8 @@ mod tests {
         taken: Mutex<Vec<u8>>,
         room: AtomicUsize,
         writes: AtomicUsize,
+        /// Writes tried, those that would block included.
+        tries: AtomicUsize,
     }
 
     impl Pipe {
@@ -675,6 +698,7 @@ mod tests {
 
     impl TryWrite for Pipe {
         fn try_write_vectored(&self, pieces: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.tries.fetch_add(1, Ordering::SeqCst);
             let room = self.room.load(Ordering::SeqCst);
             if room == 0 {
                 return Err(io::ErrorKind::WouldBlock.into());
@@ -741,14 +765,17 @@ mod tests {
             "[hell",
             "the socket took what it had room for"
         );
-        // Full: queued, for the task or the next publisher.
+        // Full: queued for the task, which waits for room.
         publish(&hub, &room, "x");
         assert_eq!(pipe.taken(), "[hell");
-        // The next publisher finishes the cut frame before its own.
+        // It finishes the cut frame before the next ones.
         pipe.room.store(100, Ordering::SeqCst);
+        let mut write = |pieces: &[IoSlice<'_>]| pipe.write_now(pieces);
+        assert!(connection.poll_send(encode, 64, &mut write).is_ready());
+        assert_eq!(pipe.taken(), "[hello][x]");
+        // With room, the publisher writes again; a frame it cuts off, the task finishes.
         publish(&hub, &room, "y");
         assert_eq!(pipe.taken(), "[hello][x][y]");
-        // The task does the same when the socket has room again.
         pipe.room.store(3, Ordering::SeqCst);
         publish(&hub, &room, "zz");
         publish(&hub, &room, "w");
@@ -762,6 +789,33 @@ mod tests {
             Poll::Ready(Ok(()))
         ));
         assert_eq!(pipe.taken(), "[hello][x][y][zz][w]");
+        assert_eq!(connection.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn a_full_socket_is_not_tried_again_until_its_task_writes() {
+        let pipe = Pipe::with_room(0);
+        let (hub, mut connection, room) = attached(&pipe);
+        publish(&hub, &room, "a");
+        assert_eq!(pipe.tries.load(Ordering::SeqCst), 1, "found full");
+        // A stalled client costs a queue push per frame: no write tried, no wake-up.
+        for html in ["b", "c"] {
+            publish(&hub, &room, html);
+        }
+        assert_eq!(pipe.tries.load(Ordering::SeqCst), 1);
+        assert_eq!(connection.subscriber.shared.out().frames.len(), 3);
+        // Its task, once the socket has room, writes them all in one write.
+        pipe.room.store(100, Ordering::SeqCst);
+        let mut write = |pieces: &[IoSlice<'_>]| pipe.write_now(pieces);
+        assert!(matches!(
+            connection.poll_send(encode, 64, &mut write),
+            Poll::Ready(Ok(()))
+        ));
+        assert_eq!(pipe.taken(), "[a][b][c]");
+        assert_eq!(pipe.tries.load(Ordering::SeqCst), 2);
+        // And the hub writes straight to the socket again.
+        publish(&hub, &room, "d");
+        assert_eq!(pipe.taken(), "[a][b][c][d]");
         assert_eq!(connection.queued_bytes(), 0);
     }
 
