@@ -691,6 +691,14 @@ mod tests {
             pipe
         }
 
+        /// Waits (10 s at most) until another thread has written something.
+        fn wait_for_bytes(&self) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while self.taken().is_empty() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+
         fn taken(&self) -> String {
             String::from_utf8(self.taken.lock().expect("lock").clone()).expect("text")
         }
@@ -735,6 +743,21 @@ mod tests {
             encode,
         });
         (hub, connection, room)
+    }
+
+    /// A runtime that serves sockets: its thread runs on its own.
+    fn serving_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .expect("a runtime")
+    }
+
+    /// A job runner's runtime: driven while it runs a job (`block_on`), idle after.
+    fn jobs_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
     }
 
     fn publish(hub: &Hub, room: &StreamName, html: &str) {
@@ -966,20 +989,12 @@ mod tests {
     #[test]
     fn a_publisher_on_a_runtime_driven_now_and_then_leaves_the_writes_to_the_serving_one() {
         let pipe = Pipe::with_room(1 << 20);
-        let serving = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .build()
-            .expect("a runtime");
+        let serving = serving_runtime();
         let (hub, _connection, room) = serving.block_on(async { attached(&pipe) });
-        // A job runner's runtime: driven while it runs a job, idle after, and kept.
-        let jobs = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a runtime");
+        // Kept after its job, idle.
+        let jobs = jobs_runtime();
         jobs.block_on(async { publish(&hub, &room, "a") });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while pipe.taken().is_empty() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        pipe.wait_for_bytes();
         assert_eq!(pipe.taken(), "[a]", "written by the serving runtime");
         drop(jobs);
     }
@@ -988,16 +1003,11 @@ mod tests {
     fn the_writer_moves_to_the_serving_runtime_with_what_is_due() {
         let pipe = Pipe::with_room(1 << 20);
         let (hub, _connection, room) = attached(&pipe);
-        let jobs = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a runtime");
+        let jobs = jobs_runtime();
         // The writer starts on the publisher's runtime, which then idles: "a" waits.
         jobs.block_on(async { publish(&hub, &room, "a") });
         assert_eq!(pipe.taken(), "");
-        let serving = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .build()
-            .expect("a runtime");
+        let serving = serving_runtime();
         let other = Pipe::with_room(1 << 20);
         let _served = serving.block_on(async {
             let mut connection = hub.connect();
@@ -1007,10 +1017,7 @@ mod tests {
             });
             connection
         });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while pipe.taken().is_empty() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        pipe.wait_for_bytes();
         assert_eq!(pipe.taken(), "[a]", "written from the serving runtime");
         drop(jobs);
     }
