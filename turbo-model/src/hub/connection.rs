@@ -1023,6 +1023,21 @@ mod tests {
     }
 
     #[test]
+    fn a_serving_runtime_that_is_gone_leaves_the_writes_to_the_next_publisher() {
+        let pipe = Pipe::with_room(1 << 20);
+        let serving = serving_runtime();
+        let (hub, _connection, room) = serving.block_on(async { attached(&pipe) });
+        // The server stops, its runtime with it; the hub and the connection live on.
+        drop(serving);
+        let next = jobs_runtime();
+        next.block_on(async {
+            publish(&hub, &room, "a");
+            tokio::task::yield_now().await;
+        });
+        assert_eq!(pipe.taken(), "[a]", "written on the publisher's runtime");
+    }
+
+    #[test]
     fn a_closed_connection_is_no_longer_written_to() {
         let pipe = Pipe::with_room(1 << 20);
         let (hub, connection, room) = attached(&pipe);
