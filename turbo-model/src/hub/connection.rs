@@ -31,8 +31,8 @@ pub(super) struct Subscriber {
 /// What the hub and a connection share: the connection's outgoing side and its kick.
 ///
 /// The queue is a deque behind a lock that is held to push, to pop, or to write to the
-/// socket without waiting; one waker: the hub's threads push, one task (the
-/// connection's) pops or writes. Bounded by `queue_frames` frames and by the
+/// socket without waiting; one waker: publishers push, the hub's writer or one task
+/// (the connection's) pops or writes. Bounded by `queue_frames` frames and by the
 /// connection's byte budget; past either, the connection is kicked (it reconnects and
 /// resumes). One allocation per connection for all of it.
 #[derive(Debug, Default)]
@@ -45,14 +45,14 @@ pub(super) struct ConnectionShared {
     arrived: AtomicWaker,
     /// The connection is gone: nothing more is queued.
     closed: AtomicBool,
-    /// Bytes written to the socket so far, by the task or the hub's threads: how a
+    /// Bytes written to the socket so far, by the task or the hub's writer: how a
     /// stalled write is told from a slow one.
     written: AtomicU64,
     /// The hub's writer has this connection due: it is not added twice.
     due: AtomicBool,
 }
 
-/// A socket the hub's threads may write to without waiting, and how a frame is written
+/// A socket the hub's writer may write to without waiting, and how a frame is written
 /// on it. Set by the transport with [`Connection::attach`].
 #[derive(Clone)]
 pub(crate) struct Outlet {
@@ -93,11 +93,12 @@ pub(super) struct Out {
     /// request answers and one batch of frames: the task writes it all before it reads
     /// again.
     first: VecDeque<Bytes>,
-    /// Where the hub's threads may write the queue.
+    /// Where the hub's writer may write the queue.
     outlet: Option<Outlet>,
-    /// The connection's task holds the hub's threads off: it has replies to put before
+    /// The connection's task holds the hub's writer off: it has replies to put before
     /// the queued frames (a subscription's replay), or frames to sift (held back or
-    /// already replayed by a broker). They queue and wake it, and write nothing.
+    /// already replayed by a broker). Publishers queue and wake it; the writer writes
+    /// nothing.
     held: bool,
     /// The last write found the socket full: the connection's task waits for room and
     /// then writes everything queued, so the hub's writer neither tries nor wakes it
@@ -298,7 +299,7 @@ pub struct Connection {
     held: HashMap<StreamName, Vec<Arc<Frame>>>,
     /// Frames a connection may hold, as it may queue.
     queue_frames: usize,
-    /// The connection's task asked to hold the hub's threads off (see [`Out::held`]).
+    /// The connection's task asked to hold the hub's writer off (see [`Out::held`]).
     holding: bool,
     /// Whether `Out::held` is set, as last told: the lock is taken only to change it.
     held_off: bool,
@@ -321,7 +322,7 @@ impl Connection {
         }
     }
 
-    /// Lets the hub's threads write this connection's frames to `outlet` while the
+    /// Lets the hub's writer write this connection's frames to `outlet` while the
     /// connection does not hold them off; its task then writes with
     /// [`poll_send`](Self::poll_send), through the same queue. Called from the runtime
     /// that serves the socket: the hub's writer runs there.
@@ -332,7 +333,7 @@ impl Connection {
         self.subscriber.shared.out().outlet = Some(outlet);
     }
 
-    /// Holds the hub's threads off: frames queue for the task, which has replies to put
+    /// Holds the hub's writer off: frames queue for the task, which has replies to put
     /// first. Call before a request can subscribe, so that nothing of the new stream
     /// goes out before its reply and replay.
     pub(crate) fn hold(&mut self) {
@@ -347,15 +348,15 @@ impl Connection {
         }
     }
 
-    /// Lets the hub's threads write again, once the replies are in place (see
+    /// Lets the hub's writer write again, once the replies are in place (see
     /// [`hold`](Self::hold)), unless frames must be sifted.
     pub(crate) fn release(&mut self) {
         self.holding = false;
         self.sync_held();
     }
 
-    /// Whether the hub's threads must queue rather than write: the task asked, or frames
-    /// are to be sifted.
+    /// Whether the hub's writer must stay off (frames only queue): the task asked, or
+    /// frames are to be sifted.
     fn must_hold(&self) -> bool {
         self.holding || self.sifting()
     }
@@ -371,7 +372,7 @@ impl Connection {
     /// Writes what goes out first, then up to `max_frames` queued frames, through
     /// `write`, encoded with `encode`; `Pending` when `write` is. Cancel-safe: the
     /// socket always carries whole frames in order, and what is not written stays for
-    /// the next call, the hub's threads' or the task's.
+    /// the next call, the hub's writer's or the task's.
     pub(crate) fn poll_send(
         &mut self,
         encode: fn(&Frame) -> &Bytes,
@@ -618,7 +619,7 @@ impl Drop for Connection {
         let mut out = self.subscriber.shared.out();
         out.frames.clear();
         out.first.clear();
-        // The hub's threads no longer write to the socket; it closes with its last
+        // The hub's writer no longer writes to the socket; it closes with its last
         // holder.
         out.outlet = None;
         drop(out);

@@ -8,7 +8,7 @@
 //! write timeout; the server then drops them.
 //!
 //! The stream endpoint also writes to the sockets it accepted here without going through
-//! hyper's upgraded connection: the hub's threads write a broadcast straight to every
+//! hyper's upgraded connection: the hub's writer writes a broadcast straight to every
 //! socket that has room (see `hub::connection`). [`PeerAddr`] carries the way to the
 //! socket, from the listener to the endpoint.
 

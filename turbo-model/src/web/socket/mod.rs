@@ -106,7 +106,7 @@ pub(crate) async fn serve(
         }
     };
     // What goes out last, within the write timeout, after the rest of a frame cut off
-    // midway; the hub's threads write no more. Then the socket is dropped, whatever the
+    // midway; the hub's writer writes no more. Then the socket is dropped, whatever the
     // client does.
     state.connection.hold();
     let last = match stop {
@@ -189,7 +189,7 @@ async fn run(
                 state.recheck(|stream| asked.iter().any(|streams| streams.matches(stream)));
                 Vec::new()
             }
-            // Queued frames the hub's threads left: the socket was full, or they were
+            // Queued frames the hub's writer left: the socket was full, or they were
             // held off. Written below, a batch at a time.
             () = state.connection.ready() => Vec::new(),
             _ = ticker.tick() => {
@@ -248,7 +248,7 @@ impl Out<'_> {
 
     /// A write that did not finish at once: it goes on until done, the kick, or a whole
     /// timeout without a byte going out. (No timer per message: it checks a counter of
-    /// the bytes written, by the task or the hub's threads.)
+    /// the bytes written, by the task or the hub's writer.)
     async fn wait_for_write(
         self,
         send: Pin<&mut impl Future<Output = std::io::Result<()>>>,

@@ -7,7 +7,7 @@
 //! unchanged to every socket, with several queued frames in one vectored write. No
 //! copy per socket, and no write buffer kept per connection. Where the socket was
 //! accepted by this crate's [`Listener`](crate::web::Listener), it is written directly,
-//! not through hyper's upgraded connection, and the hub's threads write broadcasts to it
+//! not through hyper's upgraded connection, and the hub's writer writes broadcasts to it
 //! too (see `hub::connection`).
 //!
 //! tungstenite keeps the read side: parsing, unmasking, size limits, UTF-8 checks, and
@@ -246,7 +246,7 @@ impl Wire {
         }
     }
 
-    /// The socket, for the hub's threads to write to, if it can be shared.
+    /// The socket, for the hub's writer to write to, if it can be shared.
     pub(crate) fn shared(&self) -> Option<Arc<dyn TryWrite>> {
         self.direct
             .clone()
